@@ -1,0 +1,5 @@
+import sys
+
+from llmnotes.cli import main
+
+sys.exit(main())
