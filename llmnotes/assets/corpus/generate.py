@@ -1,0 +1,428 @@
+"""Generate ``tinytales``: the small story corpus that ships with llmnotes.
+
+Nothing can be downloaded on the machines that build this project, so the corpus is written by
+this script: simple English short stories in the spirit of TinyStories (Eldan & Li, 2023,
+"TinyStories: How Small Can Language Models Be and Still Speak Coherent English?",
+arXiv:2305.07759), whose idea is that a *narrow* but *coherent* language lets a tiny model learn
+grammar, names that stay consistent, and cause and effect.
+
+Every story follows a plot arc -- a setting, a wish, a problem, one or two attempts, a
+resolution, a feeling and sometimes a moral -- picked from ten arcs (a lost thing, a thing stuck
+up high, a broken thing, a fear, sharing, rain spoiling a plan, helping someone, a surprise, a
+new skill, getting lost). Each beat has several sentence templates, and the slots are filled
+from lists of names, animals, places, objects, weather and feelings, so stories vary while
+staying on-topic. The generator is deterministic: the same seed writes byte-identical files.
+
+    python llmnotes/assets/corpus/generate.py            # rewrites train.txt and val.txt here
+
+Stories are separated by ``<|endoftext|>`` lines; the split is by story, 95% / 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmnotes.utils import atomic_write_bytes
+
+EOT = "<|endoftext|>"
+
+GIRLS = ["Lily", "Mia", "Emma", "Sara", "Anna", "Lucy", "Zoe", "Ella", "Ruby", "Maya", "Nora",
+         "Amy", "Rosa", "Ivy", "Hana", "Leah", "Chloe", "Grace", "Tara", "Nina", "Olive", "Jade",
+         "Alice", "Daisy", "Kim", "Layla", "Sofia", "Bella", "Mei", "Priya", "Fatima", "Eva"]
+BOYS = ["Tom", "Ben", "Max", "Sam", "Leo", "Jack", "Finn", "Tim", "Noah", "Eli", "Omar",
+        "Ravi", "Luke", "Adam", "Kai", "Jon", "Milo", "Oscar", "Theo", "Hugo", "Ali", "Dan",
+        "Ken", "Pete", "Joe", "Liam", "Ryan", "Toby", "Jamal", "Carlos", "Yuki", "Arlo"]
+ANIMALS = [("rabbit", "Pip", "he"), ("bunny", "Flopsy", "she"), ("bear", "Bruno", "he"),
+           ("fox", "Rusty", "he"), ("kitten", "Whiskers", "she"), ("puppy", "Buddy", "he"),
+           ("duck", "Dot", "she"), ("mouse", "Squeak", "he"), ("owl", "Hoot", "he"),
+           ("frog", "Freddy", "he"), ("turtle", "Shelly", "she"), ("squirrel", "Nutty", "he"),
+           ("pig", "Penny", "she"), ("lamb", "Lulu", "she"), ("hedgehog", "Spike", "he"),
+           ("deer", "Fawn", "she"), ("bird", "Tweet", "she"), ("cat", "Tiger", "he"),
+           ("dog", "Rex", "he"), ("goat", "Billy", "he"), ("chick", "Peep", "she"),
+           ("monkey", "Momo", "he"), ("elephant", "Ellie", "she"), ("lion", "Leo", "he"),
+           ("cow", "Bella", "she"), ("horse", "Star", "she"), ("bee", "Buzz", "he"),
+           ("ladybug", "Lottie", "she"), ("penguin", "Pingu", "he"), ("panda", "Bao", "he")]
+SIZES = ["little", "small", "tiny", "young", "happy", "curious", "kind", "brave", "shy", "funny",
+         "clever", "playful", "sleepy", "cheerful", "gentle"]
+ADULTS = [("Mom", "she"), ("Dad", "he"), ("Grandma", "she"), ("Grandpa", "he"),
+          ("Aunt May", "she"), ("Uncle Bob", "he"), ("the teacher", "she"),
+          ("the old farmer", "he"), ("the wise owl", "she"), ("big sister Kate", "she"),
+          ("big brother Paul", "he"), ("the baker", "he"), ("the kind neighbor", "she")]
+PLACES = [("park", "in the park", "a big oak tree"), ("garden", "in the garden", "the apple tree"),
+          ("forest", "in the forest", "a tall pine tree"), ("beach", "at the beach", "a palm tree"),
+          ("farm", "on the farm", "the roof of the barn"), ("meadow", "in the meadow", "a tall tree"),
+          ("village", "in the village", "the roof of the school"),
+          ("hill", "on the hill", "an old tree"), ("yard", "in the yard", "the fence"),
+          ("river", "by the river", "a willow tree"), ("lake", "by the lake", "a high branch"),
+          ("playground", "at the playground", "the top of the slide"),
+          ("zoo", "at the zoo", "a tall tree"), ("town", "in the town", "a lamp post"),
+          ("woods", "in the woods", "a thick bush"), ("field", "in the field", "the old windmill")]
+# (object, adjective choices, how it is played with)
+OBJECTS = [("kite", ["red", "blue", "yellow", "big", "striped"], "fly"),
+           ("ball", ["red", "bouncy", "green", "big", "shiny"], "kick"),
+           ("hat", ["red", "straw", "blue", "funny", "warm"], "wear"),
+           ("teddy bear", ["soft", "brown", "old", "fluffy", "little"], "hug"),
+           ("toy boat", ["blue", "wooden", "little", "red", "fast"], "sail"),
+           ("balloon", ["red", "blue", "pink", "big", "yellow"], "hold"),
+           ("key", ["shiny", "gold", "small", "old", "silver"], "play with"),
+           ("drum", ["little", "loud", "red", "new", "round"], "play"),
+           ("book", ["picture", "new", "big", "old", "blue"], "read"),
+           ("doll", ["pretty", "small", "soft", "old", "new"], "hug"),
+           ("toy car", ["red", "fast", "little", "green", "shiny"], "race"),
+           ("paper plane", ["white", "small", "fast", "folded", "long"], "throw"),
+           ("shell", ["pink", "pretty", "smooth", "white", "tiny"], "look at"),
+           ("scarf", ["warm", "red", "long", "soft", "striped"], "wear"),
+           ("crayon box", ["new", "big", "colorful", "small", "old"], "draw with"),
+           ("whistle", ["shiny", "little", "loud", "silver", "red"], "blow"),
+           ("ribbon", ["pink", "long", "purple", "shiny", "red"], "wear"),
+           ("bucket", ["yellow", "little", "red", "blue", "green"], "fill"),
+           ("robot", ["toy", "small", "silver", "funny", "new"], "play with"),
+           ("umbrella", ["yellow", "big", "red", "spotted", "green"], "carry")]
+WEATHER = {
+    "sunny": ["The sun was bright and warm.", "It was a sunny day, and the sky was blue.",
+              "The sun shone on the grass.", "The sky was clear and the air was warm."],
+    "windy": ["The wind was blowing hard.", "It was a windy day, and the leaves danced.",
+              "A strong wind made the trees sway.", "The wind whistled through the trees."],
+    "cloudy": ["Big gray clouds filled the sky.", "It was a cloudy day.",
+               "The clouds were soft and white.", "The sky was gray but it did not rain."],
+    "snowy": ["Soft snow covered the ground.", "It was a cold day, and snow was falling.",
+              "Everything was white with snow.", "Little snowflakes fell from the sky."],
+    "rainy": ["Rain tapped on the windows.", "It was a wet and rainy day.",
+              "Drops of rain fell from the gray sky.", "Puddles were everywhere."],
+}
+TIMES = ["One day", "Once upon a time", "One morning", "One sunny afternoon", "Long ago",
+         "One evening", "Last summer", "One Saturday", "One cold winter day", "One spring morning"]
+FOODS = ["cookies", "apples", "cherries", "carrots", "sandwiches", "grapes", "berries",
+         "muffins", "pancakes", "strawberries", "nuts", "cupcakes"]
+HAPPY = ["happy", "glad", "proud", "excited", "full of joy", "very happy"]
+SAD = ["sad", "upset", "worried", "unhappy", "very sad"]
+SAY = ["said", "said", "said", "asked", "cried", "shouted", "whispered", "called"]
+
+
+@dataclass
+class Char:
+    """A character: the name used in the story, a first mention, and pronouns."""
+
+    name: str
+    intro: str
+    he: str
+
+    @property
+    def him(self) -> str:
+        return "him" if self.he == "he" else "her"
+
+    @property
+    def his(self) -> str:
+        return "his" if self.he == "he" else "her"
+
+
+def cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def an(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+class Teller:
+    """Fills one story's slots and tells it beat by beat."""
+
+    def __init__(self, rng: random.Random):
+        self.r = rng
+
+    def pick(self, seq):
+        return self.r.choice(seq)
+
+    def char(self, exclude: tuple[str, ...] = ()) -> Char:
+        r = self.r
+        while True:
+            kind = r.random()
+            if kind < 0.55:
+                he = r.choice(["he", "she"])
+                name = r.choice(BOYS if he == "he" else GIRLS)
+                noun = "boy" if he == "he" else "girl"
+                intro = f"{an(r.choice(SIZES))} {noun} named {name}"
+                if r.random() < 0.3:
+                    intro += f" who was {r.choice(['four', 'five', 'six', 'seven', 'eight'])} years old"
+            else:
+                animal, name, he = r.choice(ANIMALS)
+                intro = f"{an(r.choice(SIZES))} {animal} named {name}"
+            if name not in exclude:
+                return Char(name, intro, he)
+
+    def fill(self, template: str, **slots) -> str:
+        out = template.format(**slots)
+        # Capitalise each sentence start that a slot may have left lower-case.
+        return cap(out)
+
+    def tell(self) -> str:
+        r = self.r
+        hero = self.char()
+        friend = self.char(exclude=(hero.name,))
+        adult_name, adult_he = r.choice(ADULTS)
+        adult = Char(adult_name, adult_name, adult_he)
+        place, at_place, high = r.choice(PLACES)
+        obj, adjs, verb = r.choice(OBJECTS)
+        adj = r.choice(adjs)
+        weather = r.choice(["sunny", "sunny", "windy", "cloudy", "snowy"])
+        s = dict(H=hero.name, he=hero.he, He=cap(hero.he), him=hero.him, his=hero.his,
+                 His=cap(hero.his), F=friend.name, fhe=friend.he, Fhe=cap(friend.he),
+                 fhim=friend.him, fhis=friend.his, A=adult.name, Acap=cap(adult.name),
+                 ahe=adult.he, Ahe=cap(adult.he), place=place, at=at_place, high=high, obj=obj,
+                 adj=adj, verb=verb, food=r.choice(FOODS), happy=r.choice(HAPPY),
+                 sad=r.choice(SAD), say=r.choice(SAY), himself=hero.him + "self")
+        arc_name, arc = r.choice(ARCS)
+        lines = [self.opening(hero, friend, s, weather)]
+        for beat in arc:
+            lines.append(" ".join(self.fill(self.pick(options), **s) for options in beat
+                                  if not (isinstance(options, Optional) and r.random() < 0.5)))
+        if r.random() < 0.45:
+            lines.append(self.fill(self.pick(MORALS.get(arc_name, []) + MORALS["any"]), **s))
+        lines.append(self.fill(self.pick(ENDINGS), **s))
+        # Join beats into one to three paragraphs.
+        paras, cur = [], []
+        for line in lines:
+            cur.append(line)
+            if len(cur) >= 2 and r.random() < 0.35:
+                paras.append(" ".join(cur))
+                cur = []
+        if cur:
+            paras.append(" ".join(cur))
+        return "\n\n".join(paras)
+
+    def opening(self, hero: Char, friend: Char, s: dict, weather: str) -> str:
+        r = self.r
+        time = r.choice(TIMES)
+        first = r.choice([
+            f"{time}, there was {hero.intro}.",
+            f"{time}, {hero.intro} lived in a little house close to the {s['place']}.",
+            f"There once was {hero.intro}.",
+            f"{time}, {hero.intro} went to play {s['at']}.",
+        ])
+        second = r.choice([
+            f"{cap(hero.he)} loved to play with {hero.his} {s['adj']} {s['obj']}.",
+            f"{cap(hero.his)} best friend was {friend.intro}.",
+            f"{cap(hero.he)} liked to run and jump {s['at']}.",
+            f"Every day, {hero.name} played with {hero.his} friend {friend.name}.",
+            f"{hero.name} had {an(s['adj'])} {s['obj']} that {hero.he} loved very much.",
+        ])
+        return " ".join([first, second, r.choice(WEATHER[weather])])
+
+
+class Optional(list):
+    """A beat's sentence that is told only half of the time."""
+
+
+# Each arc is (name, beats); each beat a list of sentence slots; each slot a list of
+# templates to choose from. Slots wrapped in Optional(...) are sometimes skipped.
+ARCS = [
+    ("lost", [  # a thing is lost, searched for, found
+        [["{H} wanted to {verb} {his} {adj} {obj} {at}.", "{H} took {his} {adj} {obj} to the {place}."],
+         ["{He} played with it all morning.", "{He} had so much fun."]],
+        [["But when {he} looked down, the {obj} was gone!", "Then {H} put the {obj} down to pick a flower. When {he} turned around, it was not there!"],
+         ['"Oh no! Where is my {obj}?" {H} {say}.', '"My {obj}! I lost my {obj}!" {H} cried.'],
+         ["{H} felt {sad}."]],
+        [["{He} looked under the bench.", "{He} looked behind the bushes.", "{He} looked near the big rocks."],
+         ["But the {obj} was not there.", "But {he} could not find it."],
+         Optional(["{He} looked everywhere, but it was still lost.", "{He} looked and looked until {his} feet were tired."])],
+        [["Then {F} came by.", "Just then, {his} friend {F} walked over."],
+         ['"Why are you sad?" {F} asked.', '"What is wrong?" {F} asked.'],
+         ['"I lost my {obj}," said {H}.', '"I cannot find my {adj} {obj}," {H} said.'],
+         ['"I will help you look," said {F}.', '"Don\'t worry. We can find it together," said {F}.']],
+        [["They looked together.", "The two friends looked high and low."],
+         ["At last, {F} saw something {adj} near {high}.", "Soon {F} shouted, \"Look! There it is!\"", "Then they saw a puppy with the {obj} in its mouth!"],
+         ["It was the {obj}!", "There was the {obj}, safe and sound."]],
+        [["{H} hugged {his} {obj} and smiled.", "{H} picked up the {obj} and jumped with joy."],
+         ['"Thank you, {F}!" {he} said.', '"You are the best friend," {H} said to {F}.'],
+         ["{H} was so {happy}.", "From then on, {H} always kept the {obj} close."]],
+    ]),
+    ("stuck", [  # a thing is stuck up high; two tries; help
+        [["{H} and {F} went to play {at}.", "{H} took {his} {adj} {obj} {at}."],
+         ["They wanted to {verb} the {obj}.", "{H} wanted to {verb} {his} {obj} all day."]],
+        [["Suddenly, a gust of wind came.", "Then {H} threw the {obj} too high.", "But the {obj} flew away from {his} hands."],
+         ["The {obj} got stuck on {high}!", "The {obj} landed on {high} and stayed there."],
+         ['"Oh no!" said {H}. "My {obj} is stuck!"', '"How will I get it down?" {H} {say}.']],
+        [["{H} jumped as high as {he} could.", "{H} tried to climb up, but it was too high."],
+         ["But {he} could not reach it.", "But {he} was too small."]],
+        [["Then {F} found a long stick.", "{F} had an idea. \"Let's use a stick!\""],
+         ["They poked at the {obj}, but the stick was too short.", "They tried and tried, but the {obj} did not move."],
+         Optional(["{H} felt {sad}.", "{H} almost cried."])],
+        [["Then {A} came by.", "Just then, {A} walked past.", "So they went to ask {A} for help."],
+         ['"Can you help us?" asked {F}.', '"Please help! My {obj} is stuck," {H} said.'],
+         ["{Acap} smiled and brought a tall ladder.", "{Acap} was tall and reached up high.", "{Acap} gave the branch a little shake."],
+         ["The {obj} came down!", "Down came the {obj}, right into {H}'s hands."]],
+        [['"Thank you!" said {H} and {F}.', '"Thank you so much," {H} said with a big smile.'],
+         ["They played together until the sun went down.", "{H} was {happy}, and {he} held the {obj} tight."]],
+    ]),
+    ("broken", [  # breaks something, tells the truth
+        [["{H} was playing with a ball inside the house.", "{H} was running around the kitchen."],
+         Optional(['"Please do not play ball in the house," {A} had said.', "{Acap} had told {him} to be careful."])],
+        [["Crash! The ball hit a pretty vase, and it broke into pieces.", "Bump! {H} knocked {A}'s favorite cup off the table. It broke.", "Snap! {H} stepped on {F}'s {adj} {obj} and it broke."],
+         ["{H} felt scared.", "{H}'s heart beat fast.", "{H} did not know what to do."]],
+        [["{He} thought about hiding the pieces.", "{He} wanted to run away and hide."],
+         ["But then {he} remembered that telling the truth is important.", "But {he} knew that hiding it would be wrong."]],
+        [["{H} went to {A}.", "{H} took a deep breath and walked to {A}."],
+         ['"I am sorry," {he} said. "I broke it. It was an accident."', '"I did something bad," {H} said quietly. "I broke it."'],
+         ["{Acap} looked at {H} and smiled a little.", "{Acap} was quiet for a moment."],
+         ['"Thank you for telling me the truth," {ahe} said.', '"I am glad you told me," said {A}. "Accidents happen."']],
+        [["Together they fixed it with glue.", "They cleaned up the pieces together.", "{Acap} showed {H} how to fix it with tape and glue."],
+         ["{H} felt much better.", "{H} felt light and {happy}."]],
+    ]),
+    ("fear", [  # is afraid, is encouraged, tries, succeeds
+        [["{H} was afraid of the dark.", "{H} was scared of the big slide {at}.", "{H} was afraid of deep water.", "{H} was scared of the loud thunder.", "{H} was afraid of the big dog next door."],
+         ["Every time {he} thought about it, {his} tummy felt funny.", "It made {him} want to hide."]],
+        [["One day, {F} saw that {H} looked {sad}.", "{F} noticed that {H} was shaking."],
+         ['"What is wrong?" asked {F}.', '"Why do you look so scared?" asked {F}.'],
+         ['"I am scared," {H} whispered.', '"I am too scared," {H} said in a small voice.']],
+        [['"It is okay to be scared," {F} said. "I will be right here with you."', '"We can do it together," said {F}. "One small step at a time."'],
+         Optional(["{F} held {H}'s hand.", "{F} gave {H} a warm hug."])],
+        [["{H} took a deep breath.", "{H} counted to three."],
+         ["{He} took one small step, then another.", "{He} tried a little bit, and then a little bit more."],
+         ["It was not so bad after all!", "Soon {he} was not scared anymore.", "{He} found out it was fun!"]],
+        [['"I did it!" {H} shouted.', '"Look at me! I am brave!" {H} said.'],
+         ["{H} was very proud.", "{F} clapped and cheered.", "{Acap} gave {H} a big hug."]],
+    ]),
+    ("sharing", [  # will not share, sees a friend sad, shares
+        [["{H} had a bag of {food}.", "{H} had a box of {food} from {A}.", "{H} had a new {adj} {obj}."],
+         ["{He} did not want to share with anyone.", "{He} wanted to keep it all for {himself}."]],
+        [["{F} came over and asked, \"Can I have some too?\"", "{F} asked, \"May I play with you?\""],
+         ['"No! It is mine!" said {H}.', '"No, go away," {H} said.'],
+         ["{F} felt {sad} and walked away.", "{F} looked down at the ground and left."]],
+        [["Soon {H} felt lonely.", "{H} sat alone. It was not much fun."],
+         ["{He} saw {F} sitting by a tree, all alone.", "{He} thought about how {F} must feel."],
+         Optional(["{His} heart felt heavy.", "{He} did not feel good inside."])],
+        [["{H} walked over to {F}.", "{H} ran to find {F}."],
+         ['"I am sorry," said {H}. "Do you want to share with me?"', '"Here, this is for you," {H} said. "Let\'s share."'],
+         ["{F} smiled a big smile.", "{F}'s face lit up."]],
+        [["They shared and played together all afternoon.", "They sat side by side and had fun together."],
+         ["{H} learned that sharing makes everyone happy.", "Sharing felt much better than keeping everything."]],
+    ]),
+    ("rain", [  # a plan is spoiled by rain; they make the best of it
+        [["{H} and {F} wanted to have a picnic {at}.", "{H} wanted to go {at} to {verb} {his} {obj}.", "{H} planned a fun day {at} with {F}."],
+         ["They packed {food} and a blanket.", "{He} got everything ready.", "{He} was so excited."]],
+        [["But then dark clouds came.", "But just as they were leaving, it started to rain."],
+         ["Rain poured down from the sky.", "Big drops of rain fell everywhere.", "Thunder rumbled far away."],
+         ['"Oh no," said {H}. "Now we cannot go."', '"It is not fair!" {H} {say}.']],
+        [["{H} sat by the window and felt {sad}.", "{H} looked out the window with a long face."],
+         ["{A} came and sat next to {him}.", "Then {A} had an idea."]],
+        [['"Why don\'t we have a picnic inside?" said {A}.', '"Let\'s build a fort with pillows!" said {A}.', '"We can bake {food} together," said {A}.', '"How about we paint a picture of the {place}?" said {A}.'],
+         ["{H} and {F} thought it was a great idea.", "{H} smiled. \"Yes!\""],
+         ["They had so much fun inside.", "They laughed and played all afternoon."]],
+        [["When the rain stopped, a rainbow came out.", "Later, the sun came back and they saw a big rainbow."],
+         ['"A rainbow!" {H} {say}.', '"Look how pretty it is," said {F}.'],
+         ["It was a good day after all.", "{H} learned that a rainy day can be fun too."]],
+    ]),
+    ("help", [  # finds someone in trouble and helps
+        [["{H} was walking {at}.", "{H} was playing {at} with {his} {obj}."],
+         ["{He} heard a small sound.", "Suddenly, {he} heard someone crying."]],
+        [["It was a little bird with a hurt wing.", "It was a lost puppy, all wet and cold.", "It was a tiny kitten stuck in a bush.", "It was an old man who had dropped all his {food}."],
+         ['"Oh, you poor thing," said {H}.', '"Do not worry, I will help you," {H} said softly.']],
+        [["{H} gently picked it up.", "{H} knelt down to help.", "{H} helped pick everything up, one by one."],
+         Optional(["It was hard, but {he} did not give up.", "{He} was very careful."])],
+        [["{He} took it home to {A}.", "{He} asked {A} what to do."],
+         ["{Acap} helped {him} take good care of it.", "Together, they made a warm bed from a box.", "{Acap} said {H} had a very kind heart."]],
+        [["Soon, everything was well again.", "After a few days, the bird could fly again.", "The next day, they found the puppy's family."],
+         ['"Thank you, {H}," came the answer.', "Everyone smiled at {H}."],
+         ["{H} felt warm and {happy} inside.", "Helping others made {H} feel {happy}."]],
+    ]),
+    ("surprise", [  # makes a gift, a mess, friend helps, gift is loved
+        [["It was {A}'s birthday soon.", "{H} wanted to make a surprise for {A}."],
+         ["{H} wanted to make something special.", "{He} thought and thought about what to make."]],
+        [["{He} decided to bake a cake.", "{He} decided to make a card with {his} crayons.", "{He} decided to pick flowers {at}."],
+         ["But it was harder than {he} thought.", "But things did not go as planned."],
+         ["Flour went everywhere!", "The paint spilled on the floor.", "The wind blew the flowers away."],
+         ['"Oh no, it is all a mess," {H} said.', "{H} felt {sad}."]],
+        [["Then {F} came to help.", "{F} knocked on the door. \"Can I help?\""],
+         ["Together they tried again, slowly and carefully.", "They worked side by side."],
+         ["This time it was perfect.", "This time it looked beautiful."]],
+        [["When {A} saw the surprise, {ahe} was so happy.", "{Acap} opened the door and gasped."],
+         ['"This is the best gift ever," said {A}.', '"You made this for me?" {A} asked with a big smile.'],
+         ["{Acap} hugged {H} and {F}.", "Everyone laughed and had a wonderful time."]],
+    ]),
+    ("skill", [  # tries to learn, falls, practises, succeeds
+        [["{H} wanted to learn to ride a bike.", "{H} wanted to learn to swim.", "{H} wanted to learn to tie {his} shoes.", "{H} wanted to learn to whistle.", "{H} wanted to learn to climb the big rope {at}."],
+         ["{F} could already do it, and {H} wanted to do it too.", "It looked easy when {A} did it."]],
+        [["The first time {he} tried, {he} fell down.", "{He} tried, but it did not work.", "{He} tried and tried, but it was too hard."],
+         ['"I can\'t do it!" {H} {say}.', '"I will never learn," {H} said.'],
+         Optional(["{He} wanted to give up.", "{He} felt like crying."])],
+        [['"Don\'t give up," said {A}. "Everyone falls at first."', '"Keep trying," said {F}. "You are getting better."'],
+         ["So {H} tried again.", "{H} wiped {his} eyes and tried again."]],
+        [["{He} practiced every day.", "{He} tried again the next day, and the day after that."],
+         ["Each time, it got a little easier.", "Little by little, {he} got better."]],
+        [["One day, {he} did it!", "At last, it worked!"],
+         ['"I did it! I really did it!" {H} shouted.', '"Look at me!" {H} called.'],
+         ["{H} was so proud of {himself}.", "{F} and {A} cheered for {him}."]],
+    ]),
+    ("lost_way", [  # follows something, gets lost, finds the way home
+        [["{H} saw a pretty butterfly {at}.", "{H} saw a little rabbit hop by.", "{H} heard a bird singing a happy song."],
+         ["{He} followed it further and further.", "{He} ran after it, deeper and deeper into the woods."]],
+        [["When {he} stopped, {he} did not know where {he} was.", "Soon the trees all looked the same."],
+         ["{H} was lost.", '"Where am I?" {H} said.'],
+         ["{He} felt scared and {sad}.", "{He} sat down on a log and wanted to cry."]],
+        [["Then {F} came by.", "Then {he} heard a friendly voice. It was {F}."],
+         ['"Are you lost?" asked {F}.', '"What are you doing here all alone?" {F} asked.'],
+         ['"Yes," said {H}. "I want to go home."', '"I cannot find my way home," {H} said.']],
+        [['"I know the way," said {F}. "Follow me."', '"Remember the big red barn?" {F} said. "Your home is right next to it."'],
+         ["They walked together past the river and the old tree.", "They walked and walked until {H} saw {his} house."]],
+        [["{A} was waiting at the door.", "{Acap} ran out to hug {him}."],
+         ['"We were so worried," said {A}.', '"I am so glad you are home," said {A}.'],
+         ["{H} thanked {F} and promised to stay close to home.", "From that day on, {H} never went too far alone."]],
+    ]),
+]
+
+MORALS = {
+    "lost": ["{H} learned to take good care of the things {he} loves.",
+             "Good friends always help you look."],
+    "any": ["{H} learned that good friends help each other.",
+            "The moral of the story is: be kind, and kindness will come back to you.",
+            "{H} learned that it is good to ask for help.",
+            "That day, {H} learned to never give up.",
+            "{H} learned that being brave does not mean you are not scared.",
+            "The moral of the story is: together, everything is easier."],
+}
+ENDINGS = ["The end.", "And they all lived happily ever after.",
+           "That night, {H} went to bed with a smile.",
+           "It was the best day ever.",
+           "{H} and {F} stayed best friends forever.",
+           "Then it was time for dinner, and {H} ran home.",
+           "{H} could not wait to tell {A} all about it.",
+           "And {H} never forgot that day."]
+
+
+def generate(n_stories: int = 2200, seed: int = 1337) -> list[str]:
+    """Tell ``n_stories`` stories with a seeded generator (same seed, same stories)."""
+    if n_stories < 1:
+        raise ValueError(f"n_stories must be >= 1, got {n_stories}")
+    teller = Teller(random.Random(seed))
+    return [teller.tell() for _ in range(n_stories)]
+
+
+def split(stories: list[str], val_fraction: float = 0.05, seed: int = 1337) -> tuple[str, str]:
+    """Shuffle stories (seeded) and join them into a train text and a val text."""
+    order = list(range(len(stories)))
+    random.Random(seed + 1).shuffle(order)
+    n_val = max(1, round(len(stories) * val_fraction))
+    val = [stories[i] for i in order[:n_val]]
+    train = [stories[i] for i in order[n_val:]]
+    join = lambda xs: f"\n{EOT}\n".join(xs) + f"\n{EOT}\n"  # noqa: E731
+    return join(train), join(val)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-stories", type=int, default=2200)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    args = parser.parse_args()
+    train, val = split(generate(args.n_stories, args.seed), seed=args.seed)
+    for name, text in (("train.txt", train), ("val.txt", val)):
+        path = args.out / name
+        atomic_write_bytes(path, text.encode("utf-8"))
+        print(f"{path}: {len(text.encode('utf-8')):,} bytes, {text.count(EOT)} stories")
+
+
+if __name__ == "__main__":
+    main()
