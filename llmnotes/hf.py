@@ -1,0 +1,166 @@
+"""Read and write Hugging Face GPT-2 directories (``config.json`` + ``model.safetensors``).
+
+Two facts make this more than a rename:
+
+* GPT-2's original code stores its linear layers as ``Conv1D`` modules whose weight is
+  (in_features, out_features), the transpose of ``nn.Linear``'s (out, in). The four matrices
+  ``c_attn``, ``c_proj`` (attention), ``c_fc`` and ``c_proj`` (MLP) are transposed on the way in
+  and on the way out.
+* Checkpoints name keys with or without the ``transformer.`` prefix (the original OpenAI upload
+  has ``h.0.attn.c_attn.weight``; ``save_pretrained`` writes ``transformer.h.0...``), carry
+  non-parameter buffers (``attn.bias``, ``attn.masked_bias``: a causal mask) and usually omit the
+  tied ``lm_head.weight``.
+
+Weights are read with safetensors (no code execution). A ``pytorch_model.bin`` is accepted only if
+``torch.load(weights_only=True)`` can read it, which refuses arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from llmnotes.model import GPT, GPTConfig
+from llmnotes.utils import atomic_path, atomic_write_text
+
+CONV1D_SUFFIXES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not parameters
+SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # all the tanh GELU
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint directory: ``model.safetensors`` (preferred) or a weights-only
+    ``pytorch_model.bin``. Sharded safetensors (``model.safetensors.index.json``) are supported."""
+    path = Path(path)
+    from safetensors.torch import load_file
+
+    if (path / "model.safetensors").exists():
+        return load_file(str(path / "model.safetensors"))
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_file(str(path / shard)))
+        return state
+    if (path / "pytorch_model.bin").exists():
+        try:
+            return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as err:  # the unpickler refused something that is not a plain tensor
+            raise ValueError(
+                f"{path / 'pytorch_model.bin'} is not a plain tensor checkpoint and will not be "
+                f"unpickled (weights_only=True refused it: {err}); convert it to safetensors"
+            ) from err
+    raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {path}")
+
+
+def config_from_hf(hf: dict) -> GPTConfig:
+    """Translate a Hugging Face ``GPT2Config`` dict to a ``GPTConfig``."""
+    if hf.get("model_type", "gpt2") != "gpt2":
+        raise ValueError(f"expected a GPT-2 checkpoint (model_type 'gpt2'), got {hf.get('model_type')!r}")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in SUPPORTED_ACTIVATIONS:
+        raise ValueError(f"activation_function {act!r} is not supported; expected one of {SUPPORTED_ACTIVATIONS}")
+    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
+        if hf.get(flag):
+            raise ValueError(f"{flag}=True is not supported by llmnotes' GPT")
+    if hf.get("scale_attn_weights", True) is not True:
+        raise ValueError("scale_attn_weights=False is not supported by llmnotes' GPT")
+    return GPTConfig(
+        vocab_size=hf["vocab_size"], block_size=hf.get("n_positions", hf.get("n_ctx", 1024)),
+        n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
+        n_inner=hf.get("n_inner"), layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        tie_embeddings=hf.get("tie_word_embeddings", True), dropout=0.0,
+    )
+
+
+def config_to_hf(config: GPTConfig) -> dict:
+    """The ``config.json`` Hugging Face writes for an equivalent ``GPT2LMHeadModel``."""
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_ctx": config.block_size,
+        "n_embd": config.n_embd, "n_layer": config.n_layer, "n_head": config.n_head,
+        "n_inner": config.n_inner, "activation_function": "gelu_new",
+        "layer_norm_epsilon": config.layer_norm_eps, "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout, "attn_pdrop": config.dropout, "initializer_range": 0.02,
+        "scale_attn_weights": True, "use_cache": True, "tie_word_embeddings": config.tie_embeddings,
+        "bos_token_id": config.extra.get("bos_token_id", config.vocab_size - 1),
+        "eos_token_id": config.extra.get("eos_token_id", config.vocab_size - 1),
+        "torch_dtype": "float32", "llmnotes": {"attn_impl": config.attn_impl, "extra": config.extra},
+    }
+
+
+def _normalise_key(key: str) -> str:
+    return key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
+
+
+def load_gpt2_dir(path: str | Path, device=None, dtype: torch.dtype | None = None) -> GPT:
+    """Build a ``GPT`` from a Hugging Face GPT-2 directory; every tensor is checked by name and shape."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    cfg_path = path / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} is missing: a model directory needs config.json")
+    hf_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    config = config_from_hf(hf_cfg)
+    extras = hf_cfg.get("llmnotes", {})
+    if extras:
+        config = config.replace(attn_impl=extras.get("attn_impl", "sdpa"), extra=extras.get("extra", {}))
+    for key in ("bos_token_id", "eos_token_id"):
+        if hf_cfg.get(key) is not None:
+            config.extra.setdefault(key, hf_cfg[key])
+
+    raw = read_state_dict(path)
+    state = {}
+    for key, tensor in raw.items():
+        key = _normalise_key(key)
+        if key.endswith(IGNORED_SUFFIXES):
+            continue
+        if key.endswith(CONV1D_SUFFIXES):
+            tensor = tensor.t()
+        state[key] = tensor
+
+    with torch.device("meta"):
+        model = GPT(config)
+    expected = model.state_dict()
+    if config.tie_embeddings:
+        state.pop("lm_head.weight", None)  # tied: the embedding is the head
+        expected.pop("lm_head.weight")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not match the config: missing tensors {missing[:8]}"
+                         f"{'...' if len(missing) > 8 else ''}, unexpected tensors {unexpected[:8]}")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise ValueError(f"tensor {key} has shape {tuple(tensor.shape)} in {path}, "
+                             f"expected {tuple(expected[key].shape)} from config.json")
+    model = model.to_empty(device=device or "cpu")
+    model.load_state_dict(state, strict=False, assign=False)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.transformer.wte.weight
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def save_gpt2_dir(model: GPT, path: str | Path) -> None:
+    """Write ``config.json`` + ``model.safetensors`` in Hugging Face GPT-2 layout, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for key, tensor in model.state_dict().items():
+        if key == "lm_head.weight" and model.config.tie_embeddings:
+            continue  # stored once, as the embedding; loaders re-tie it
+        tensor = tensor.detach().to("cpu")
+        if key.endswith(CONV1D_SUFFIXES):
+            tensor = tensor.t()
+        tensors[key] = tensor.contiguous().clone()
+    with atomic_path(path / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(path / "config.json", json.dumps(config_to_hf(model.config), indent=2) + "\n")

@@ -1,0 +1,477 @@
+"""A GPT, small enough to read top to bottom: LayerNorm → attention → MLP → Block → GPT.
+
+The architecture is GPT-2's (Radford et al., 2019): learned token and position embeddings,
+pre-LayerNorm transformer blocks with causal multi-head self-attention and a GELU MLP, a final
+LayerNorm and a language-model head tied to the token embedding. Module names mirror the
+Hugging Face GPT-2 checkpoint keys (``transformer.h.0.attn.c_attn``...), so loading real GPT-2
+weights is a matter of renaming nothing and transposing four matrices (see ``hf.py``).
+
+Attention has two paths, chosen by ``GPTConfig.attn_impl``: ``"manual"`` writes out
+softmax(QKᵀ/√d + mask)·V for teaching and returns the attention weights; ``"sdpa"`` calls
+PyTorch's fused ``scaled_dot_product_attention``. Tests check they agree.
+
+Decoding uses a pre-allocated key/value cache (``KVCache``): feeding one token at a time with the
+cache gives the same logits as a full forward pass, without recomputing the past.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # GPT-2 family (Radford et al. 2019); vocab 50257, context 1024.
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
+    # Teaching presets: train in seconds to minutes on a laptop CPU.
+    "tiny": dict(vocab_size=2048, block_size=256, n_layer=4, n_head=4, n_embd=192),
+    "nano": dict(vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=32),
+}
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of a GPT. Defaults are GPT-2 small's.
+
+    Attributes:
+        vocab_size: number of token ids the model reads and predicts.
+        block_size: longest sequence (context length) the position table covers.
+        n_layer: transformer blocks.
+        n_head: attention heads per block; must divide ``n_embd``.
+        n_embd: width of the residual stream (embedding size).
+        dropout: dropout probability on embeddings, attention weights and residual branches.
+        bias: biases in linear layers and LayerNorms (GPT-2: True).
+        layer_norm_eps: LayerNorm epsilon (GPT-2: 1e-5).
+        n_inner: MLP hidden width; ``None`` means ``4 * n_embd``.
+        attn_impl: ``"sdpa"`` (fused kernel) or ``"manual"`` (explicit softmax(QKᵀ/√d)V).
+        tie_embeddings: share the LM head's weight with the token embedding (GPT-2: True).
+    """
+
+    vocab_size: int = 50257
+    block_size: int = 1024
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    layer_norm_eps: float = 1e-5
+    n_inner: int | None = None
+    attn_impl: str = "sdpa"
+    tie_embeddings: bool = True
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # free-form metadata
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
+                f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.attn_impl not in ("sdpa", "manual"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'manual', got {self.attn_impl!r}")
+        if self.n_inner is not None and self.n_inner <= 0:
+            raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "GPTConfig":
+        """A named configuration (``"gpt2"``, ``"gpt2-medium"``, ``"tiny"``, ``"nano"``, ...).
+
+        Keyword arguments override preset fields, e.g. ``from_preset("nano", vocab_size=300)``.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown GPTConfig field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def replace(self, **changes: Any) -> "GPTConfig":
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------
+# The key/value cache
+# --------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Pre-allocated keys and values of every layer, for incremental decoding.
+
+    Each layer owns two buffers of shape (B, n_head, max_len, head_dim). A forward pass over T
+    new positions writes them at ``[seq_len, seq_len + T)``; the model then advances ``seq_len``.
+    Because the buffers never grow, decode steps allocate nothing.
+
+    Args:
+        fixed_shape: attend over the whole buffer (masking unused slots) instead of the filled
+            prefix, so every decode step has identical tensor shapes: what ``torch.compile``
+            (and CUDA graphs) need to compile the step once. Eager decoding is faster without it.
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_dim: int,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                 fixed_shape: bool = False) -> None:
+        shape = (batch_size, n_head, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.max_len = max_len
+        self.seq_len = 0
+        self.fixed_shape = fixed_shape
+
+    @property
+    def batch_size(self) -> int:
+        return self.k[0].shape[0]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``k, v`` (B, nh, T, hs) for ``layer``; return all keys/values to attend to."""
+        start, end = self.seq_len, self.seq_len + k.shape[2]
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        if self.fixed_shape:
+            return self.k[layer], self.v[layer]
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def crop(self, n: int) -> None:
+        """Forget every position from ``n`` on (e.g. draft tokens a verifier rejected)."""
+        if not 0 <= n <= self.seq_len:
+            raise ValueError(f"crop length must be in [0, {self.seq_len}], got {n}")
+        self.seq_len = n
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (LongTensor (B,)), e.g. the surviving beams of a beam search."""
+        for layer in range(len(self.k)):
+            self.k[layer] = self.k[layer].index_select(0, index)
+            self.v[layer] = self.v[layer].index_select(0, index)
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces: attention, MLP, block
+# --------------------------------------------------------------------------------------------
+
+
+NO_MASK = torch.empty(0)  # sentinel: "attend to every key" (a lone new token and its whole past)
+
+
+def attention_mask_bias(q_pos: torch.Tensor, k_len: int, key_padding: torch.Tensor | None,
+                        dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention bias: 0 where a query may look, -inf where it may not.
+
+    Args:
+        q_pos: (T,) absolute positions of the queries in the cache/sequence.
+        k_len: number of keys.
+        key_padding: optional (B, k_len) bool, True for real tokens, False for padding.
+
+    Returns:
+        (1 or B, 1, T, k_len) bias to add to the attention scores.
+    """
+    k_pos = torch.arange(k_len, device=q_pos.device)
+    allowed = k_pos[None, :] <= q_pos[:, None]  # (T, k_len): causal
+    allowed = allowed[None, None]  # (1, 1, T, k_len)
+    if key_padding is not None:
+        allowed = allowed & key_padding[:, None, None, :]
+        # A padding query that can see nothing would softmax to NaN; let it see itself. Its
+        # output is never used by a real token (real tokens never attend to padding).
+        allowed = allowed | (k_pos[None, :] == q_pos[:, None])[None, None]
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=q_pos.device)
+    return bias.masked_fill(~allowed, float("-inf"))
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where each position sees only itself and the past."""
+
+    def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.layer_idx = layer_idx
+        self.impl = config.attn_impl
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q|k|v
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, cache: KVCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, C) → (y (B, T, C), attention weights (B, nh, T, S) or None).
+
+        ``bias`` is the additive mask from ``attention_mask_bias``; ``None`` means plain causal
+        attention over exactly these T positions (training), which lets SDPA use its fastest
+        path; ``NO_MASK`` means every key is visible (one new token attending to its past).
+        """
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, nh, T, hs): each head attends in its own subspace
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs) with S = past + T
+
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if self.impl == "manual" or need_weights:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
+            if bias is None:
+                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                att = att.masked_fill(~causal, float("-inf"))
+            elif bias is not NO_MASK:
+                att = att + bias
+            att = F.softmax(att, dim=-1)
+            weights = att
+            y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
+        elif bias is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        elif bias is NO_MASK:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        return self.resid_dropout(self.c_proj(y)), weights
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: expand 4x, GELU (tanh approximation, as GPT-2), project back."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.mlp_dim, bias=config.bias)
+        self.c_proj = nn.Linear(config.mlp_dim, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, cache: KVCache | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.ln_1(x), bias, cache, need_weights)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+
+
+class GPT(nn.Module):
+    """GPT-2-style decoder-only language model.
+
+    Example:
+        >>> model = GPT(GPTConfig.from_preset("nano"))
+        >>> model(torch.zeros(1, 8, dtype=torch.long)).shape
+        torch.Size([1, 8, 512])
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight  # one matrix reads and writes tokens
+        self.apply(self._init_weights)
+        # GPT-2 scales residual projections by 1/sqrt(2 * n_layer): each block adds two of them
+        # to the residual stream, and this keeps its variance from growing with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.wte.weight.device
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        """Parameter count, the tied LM head counted once (GPT-2 small: 124,439,808)."""
+        n = sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once
+        if exclude_embeddings:
+            n -= self.transformer.wpe.weight.numel() + self.transformer.wte.weight.numel()
+        return n
+
+    def make_cache(self, batch_size: int, max_len: int | None = None, *, fixed_shape: bool = False,
+                   dtype: torch.dtype | None = None) -> KVCache:
+        """An empty key/value cache for ``batch_size`` sequences of up to ``max_len`` positions."""
+        max_len = self.config.block_size if max_len is None else max_len
+        if not 0 < max_len <= self.config.block_size:
+            raise ValueError(f"max_len must be in [1, block_size={self.config.block_size}], got {max_len}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        c = self.config
+        dtype = dtype or self.transformer.wte.weight.dtype
+        return KVCache(c.n_layer, batch_size, c.n_head, max_len, c.head_dim, self.device, dtype, fixed_shape)
+
+    # ---- forward -------------------------------------------------------------------------
+
+    def _check_input(self, idx: torch.Tensor, past: int, max_len: int) -> None:
+        if not isinstance(idx, torch.Tensor):
+            raise TypeError(f"idx must be a LongTensor of shape (B, T), got {type(idx).__name__}")
+        if idx.ndim != 2:
+            raise ValueError(f"idx must have shape (B, T), got shape {tuple(idx.shape)}; "
+                             "add a batch dimension with idx[None]")
+        if idx.dtype not in (torch.long, torch.int32, torch.int64):
+            raise TypeError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
+        if past + idx.shape[1] > max_len:
+            raise ValueError(f"sequence of {past + idx.shape[1]} positions ({past} cached + "
+                             f"{idx.shape[1]} new) exceeds the limit of {max_len}; "
+                             "truncate the input (keep its last tokens)")
+        if not torch.compiler.is_compiling() and idx.numel() and (
+                int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got values in "
+                             f"[{int(idx.min())}, {int(idx.max())}]; is this the model's tokenizer?")
+
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None,
+                      attention_mask: torch.Tensor | None = None,
+                      position_ids: torch.Tensor | None = None,
+                      output_attentions: bool = False):
+        """Final-LayerNorm hidden states (B, T, n_embd); with ``output_attentions`` also a
+        list of per-layer attention weights (B, nh, T, S)."""
+        past = cache.seq_len if cache is not None else 0
+        limit = cache.max_len if cache is not None else self.config.block_size
+        self._check_input(idx, past, limit)
+        B, T = idx.shape
+        device = idx.device
+
+        if position_ids is None:
+            if attention_mask is not None:
+                # Left padding: a row's first real token sits at position 0, as Hugging Face does.
+                pos_all = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+                position_ids = pos_all[:, past:past + T]
+            else:
+                position_ids = torch.arange(past, past + T, device=device)[None]
+
+        bias = None
+        if cache is not None and T == 1 and attention_mask is None and not cache.fixed_shape:
+            bias = NO_MASK  # the usual decode step: the new token may see everything cached
+        elif cache is not None or attention_mask is not None:
+            k_len = cache.max_len if (cache is not None and cache.fixed_shape) else past + T
+            padding = None
+            if attention_mask is not None:
+                padding = attention_mask.bool()
+                if padding.shape[1] < k_len:  # fixed-shape cache: future slots count as padding
+                    padding = F.pad(padding, (0, k_len - padding.shape[1]), value=False)
+            q_pos = torch.arange(past, past + T, device=device)
+            bias = attention_mask_bias(q_pos, k_len, padding, self.transformer.wte.weight.dtype)
+
+        x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C)
+        x = self.transformer.drop(x)
+        attentions = []
+        for block in self.transformer.h:
+            x, w = block(x, bias, cache, output_attentions)
+            attentions.append(w)
+        if cache is not None:
+            cache.seq_len = past + T
+        x = self.transformer.ln_f(x)
+        return (x, attentions) if output_attentions else x
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
+                attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None,
+                output_attentions: bool = False):
+        """Next-token logits for every position.
+
+        Args:
+            idx: (B, T) token ids.
+            cache: a ``KVCache`` from ``make_cache``; the new positions are appended to it.
+            attention_mask: (B, past + T) of 1 (token) / 0 (padding), for left-padded batches.
+            position_ids: (B, T) explicit positions; default from the cache/attention mask.
+            output_attentions: also return per-layer attention weights (uses the manual path).
+
+        Returns:
+            logits (B, T, vocab_size), or ``(logits, attentions)`` with ``output_attentions``.
+        """
+        out = self.hidden_states(idx, cache, attention_mask, position_ids, output_attentions)
+        if output_attentions:
+            h, attentions = out
+            return self.lm_head(h), attentions
+        return self.lm_head(out)
+
+    # ---- Hugging Face interop (implemented in hf.py) ---------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None) -> "GPT":
+        """Load a Hugging Face GPT-2 directory (config.json + model.safetensors)."""
+        from llmnotes.hf import load_gpt2_dir
+
+        return load_gpt2_dir(path, device=device, dtype=dtype)
+
+    def save_pretrained(self, path) -> None:
+        """Write a directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads."""
+        from llmnotes.hf import save_gpt2_dir
+
+        save_gpt2_dir(self, path)
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose target is not ``ignore_index``.
+
+    Args:
+        logits: (B, T, V) model output.
+        targets: (B, T) the ids that should have been predicted (inputs shifted left by one).
+    """
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
+                         "disagree: expected logits (B, T, V) and targets (B, T)")
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=ignore_index)
