@@ -31,10 +31,16 @@ EOT = "<|endoftext|>"
 
 GIRLS = ["Lily", "Mia", "Emma", "Sara", "Anna", "Lucy", "Zoe", "Ella", "Ruby", "Maya", "Nora",
          "Amy", "Rosa", "Ivy", "Hana", "Leah", "Chloe", "Grace", "Tara", "Nina", "Olive", "Jade",
-         "Alice", "Daisy", "Kim", "Layla", "Sofia", "Bella", "Mei", "Priya", "Fatima", "Eva"]
+         "Alice", "Daisy", "Kim", "Layla", "Sofia", "Bella", "Mei", "Priya", "Fatima", "Eva",
+         "Hannah", "Clara", "Isla", "Poppy", "Greta", "Wendy", "Molly", "Susie", "Lena", "Aisha",
+         "Yara", "Maria", "Julia", "Emily", "Kate", "Jenny", "Holly", "Iris", "Violet", "Hazel",
+         "Stella", "Luna", "Willow", "Freya", "Amara", "Zara", "Ada", "Nell", "Rita", "Beth"]
 BOYS = ["Tom", "Ben", "Max", "Sam", "Leo", "Jack", "Finn", "Tim", "Noah", "Eli", "Omar",
         "Ravi", "Luke", "Adam", "Kai", "Jon", "Milo", "Oscar", "Theo", "Hugo", "Ali", "Dan",
-        "Ken", "Pete", "Joe", "Liam", "Ryan", "Toby", "Jamal", "Carlos", "Yuki", "Arlo"]
+        "Ken", "Pete", "Joe", "Liam", "Ryan", "Toby", "Jamal", "Carlos", "Yuki", "Arlo",
+        "Felix", "Jasper", "Rowan", "Mateo", "Ezra", "Henry", "George", "Oliver", "Lucas",
+        "Ethan", "Mason", "Owen", "Simon", "Victor", "Marco", "Ivan", "Kofi", "Tariq", "Arjun",
+        "Billy", "Charlie", "Danny", "Frank", "Harry", "Isaac", "Jake", "Louis", "Nico", "Rafi"]
 ANIMALS = [("rabbit", "Pip", "he"), ("bunny", "Flopsy", "she"), ("bear", "Bruno", "he"),
            ("fox", "Rusty", "he"), ("kitten", "Whiskers", "she"), ("puppy", "Buddy", "he"),
            ("duck", "Dot", "she"), ("mouse", "Squeak", "he"), ("owl", "Hoot", "he"),
@@ -44,13 +50,24 @@ ANIMALS = [("rabbit", "Pip", "he"), ("bunny", "Flopsy", "she"), ("bear", "Bruno"
            ("dog", "Rex", "he"), ("goat", "Billy", "he"), ("chick", "Peep", "she"),
            ("monkey", "Momo", "he"), ("elephant", "Ellie", "she"), ("lion", "Leo", "he"),
            ("cow", "Bella", "she"), ("horse", "Star", "she"), ("bee", "Buzz", "he"),
-           ("ladybug", "Lottie", "she"), ("penguin", "Pingu", "he"), ("panda", "Bao", "he")]
+           ("ladybug", "Lottie", "she"), ("penguin", "Pingu", "he"), ("panda", "Bao", "he"),
+           ("giraffe", "Gina", "she"), ("zebra", "Zig", "he"), ("koala", "Kip", "he"),
+           ("hippo", "Hattie", "she"), ("raccoon", "Bandit", "he"), ("otter", "Ollie", "he"),
+           ("badger", "Bramble", "he"), ("mole", "Molly", "she"), ("seal", "Sammy", "he"),
+           ("dolphin", "Dora", "she"), ("beaver", "Benny", "he"), ("swan", "Grace", "she"),
+           ("crab", "Pinchy", "he"), ("snail", "Slow", "he"), ("butterfly", "Flutter", "she"),
+           ("dragon", "Ember", "she"), ("unicorn", "Sparkle", "she"), ("robin", "Ruby", "she"),
+           ("donkey", "Dusty", "he"), ("goose", "Gertie", "she"), ("tiger", "Stripes", "he")]
 SIZES = ["little", "small", "tiny", "young", "happy", "curious", "kind", "brave", "shy", "funny",
-         "clever", "playful", "sleepy", "cheerful", "gentle"]
+         "clever", "playful", "sleepy", "cheerful", "gentle", "busy", "silly", "quiet", "friendly",
+         "bold", "tired", "hungry", "lively", "careful", "honest", "lonely", "bright", "smart"]
 ADULTS = [("Mom", "she"), ("Dad", "he"), ("Grandma", "she"), ("Grandpa", "he"),
           ("Aunt May", "she"), ("Uncle Bob", "he"), ("the teacher", "she"),
           ("the old farmer", "he"), ("the wise owl", "she"), ("big sister Kate", "she"),
-          ("big brother Paul", "he"), ("the baker", "he"), ("the kind neighbor", "she")]
+          ("big brother Paul", "he"), ("the baker", "he"), ("the kind neighbor", "she"),
+          ("the doctor", "she"), ("the fireman", "he"), ("the mailman", "he"),
+          ("the gardener", "she"), ("the fisherman", "he"), ("Nana", "she"), ("Papa", "he"),
+          ("the librarian", "she"), ("the zookeeper", "he"), ("the park ranger", "she")]
 PLACES = [("park", "in the park", "a big oak tree"), ("garden", "in the garden", "the apple tree"),
           ("forest", "in the forest", "a tall pine tree"), ("beach", "at the beach", "a palm tree"),
           ("farm", "on the farm", "the roof of the barn"), ("meadow", "in the meadow", "a tall tree"),
@@ -59,7 +76,13 @@ PLACES = [("park", "in the park", "a big oak tree"), ("garden", "in the garden",
           ("river", "by the river", "a willow tree"), ("lake", "by the lake", "a high branch"),
           ("playground", "at the playground", "the top of the slide"),
           ("zoo", "at the zoo", "a tall tree"), ("town", "in the town", "a lamp post"),
-          ("woods", "in the woods", "a thick bush"), ("field", "in the field", "the old windmill")]
+          ("woods", "in the woods", "a thick bush"), ("field", "in the field", "the old windmill"),
+          ("pond", "by the pond", "a tall reed"), ("orchard", "in the orchard", "a pear tree"),
+          ("market", "at the market", "the top of a tent"), ("island", "on the island", "a coconut tree"),
+          ("mountain", "on the mountain", "a rocky ledge"), ("jungle", "in the jungle", "a tall vine"),
+          ("library", "at the library", "a high shelf"), ("harbor", "at the harbor", "the mast of a boat"),
+          ("castle", "at the castle", "the castle tower"), ("camp", "at the camp", "the top of the tent"),
+          ("valley", "in the valley", "a big rock"), ("street", "on the street", "a bus stop roof")]
 # (object, adjective choices, how it is played with)
 OBJECTS = [("kite", ["red", "blue", "yellow", "big", "striped"], "fly"),
            ("ball", ["red", "bouncy", "green", "big", "shiny"], "kick"),
@@ -80,7 +103,23 @@ OBJECTS = [("kite", ["red", "blue", "yellow", "big", "striped"], "fly"),
            ("ribbon", ["pink", "long", "purple", "shiny", "red"], "wear"),
            ("bucket", ["yellow", "little", "red", "blue", "green"], "fill"),
            ("robot", ["toy", "small", "silver", "funny", "new"], "play with"),
-           ("umbrella", ["yellow", "big", "red", "spotted", "green"], "carry")]
+           ("umbrella", ["yellow", "big", "red", "spotted", "green"], "carry"),
+           ("yo-yo", ["red", "wooden", "glowing", "little", "purple"], "spin"),
+           ("jump rope", ["long", "pink", "striped", "new", "bright"], "skip with"),
+           ("puzzle", ["big", "tricky", "wooden", "colorful", "new"], "finish"),
+           ("flute", ["little", "silver", "wooden", "shiny", "old"], "play"),
+           ("sled", ["red", "fast", "wooden", "long", "old"], "ride"),
+           ("wagon", ["red", "little", "squeaky", "old", "green"], "pull"),
+           ("lantern", ["glowing", "paper", "small", "golden", "bright"], "carry"),
+           ("marble", ["glass", "blue", "shiny", "green", "swirly"], "roll"),
+           ("spinning top", ["bright", "wooden", "fast", "striped", "tiny"], "spin"),
+           ("sticker book", ["new", "shiny", "thick", "funny", "big"], "fill"),
+           ("backpack", ["blue", "heavy", "small", "purple", "new"], "carry"),
+           ("bracelet", ["beaded", "pretty", "golden", "tiny", "shiny"], "wear"),
+           ("map", ["old", "torn", "secret", "big", "paper"], "read"),
+           ("trumpet", ["toy", "golden", "loud", "shiny", "small"], "play"),
+           ("pinwheel", ["colorful", "paper", "spinning", "bright", "tiny"], "spin"),
+           ("basket", ["woven", "little", "round", "brown", "big"], "carry")]
 WEATHER = {
     "sunny": ["The sun was bright and warm.", "It was a sunny day, and the sky was blue.",
               "The sun shone on the grass.", "The sky was clear and the air was warm."],
@@ -96,10 +135,47 @@ WEATHER = {
 TIMES = ["One day", "Once upon a time", "One morning", "One sunny afternoon", "Long ago",
          "One evening", "Last summer", "One Saturday", "One cold winter day", "One spring morning"]
 FOODS = ["cookies", "apples", "cherries", "carrots", "sandwiches", "grapes", "berries",
-         "muffins", "pancakes", "strawberries", "nuts", "cupcakes"]
+         "muffins", "pancakes", "strawberries", "nuts", "cupcakes", "bananas", "peaches", "plums",
+         "pears", "oranges", "cheese", "crackers", "honey cakes", "pies", "biscuits", "pretzels",
+         "blueberries", "raisins", "dumplings", "noodles", "tomatoes", "peas", "corn", "waffles",
+         "lemons", "melons", "mangoes", "cookies with chocolate chips", "jam tarts", "buns"]
 HAPPY = ["happy", "glad", "proud", "excited", "full of joy", "very happy"]
 SAD = ["sad", "upset", "worried", "unhappy", "very sad"]
 SAY = ["said", "said", "said", "asked", "cried", "shouted", "whispered", "called"]
+COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "pink", "white", "black",
+          "brown", "gold", "silver", "gray", "golden", "bright red", "deep blue", "pale green"]
+FLOWERS = ["daisies", "tulips", "roses", "sunflowers", "lilies", "poppies", "violets",
+           "bluebells", "dandelions", "daffodils", "buttercups", "pansies", "clover"]
+BIRDS = ["robins", "sparrows", "crows", "seagulls", "pigeons", "parrots", "swans", "geese",
+         "ducks", "owls", "blackbirds", "finches", "woodpeckers", "bluebirds"]
+BUGS = ["ants", "bees", "butterflies", "ladybugs", "beetles", "crickets", "fireflies",
+        "dragonflies", "caterpillars", "grasshoppers", "worms", "snails", "spiders"]
+VEHICLES = [("bus", "rode the bus"), ("train", "took the train"), ("boat", "sailed in a boat"),
+            ("bike", "rode a bike"), ("car", "drove in the car"), ("tractor", "rode on a tractor"),
+            ("wagon", "rode in a wagon"), ("ferry", "took the ferry"), ("truck", "rode in a truck")]
+SOUNDS = ["a loud bang", "a soft tapping", "a strange squeak", "a low rumble", "a funny buzz",
+          "a quiet scratching", "a tiny splash", "a sharp crack", "a gentle knock", "a long howl"]
+SOUND_SOURCES = ["It was only the wind in the chimney.", "It was a little mouse looking for crumbs.",
+                 "It was a branch tapping on the window.", "It was the cat chasing a ball of yarn.",
+                 "It was a bird building a nest on the roof.", "It was the old clock in the hall.",
+                 "It was a hedgehog eating snails under the steps.", "It was rain dripping into a bucket."]
+ACTIVITIES = ["build a sand castle", "pick berries", "count the stars", "jump in puddles",
+              "feed the ducks", "plant seeds", "collect pretty leaves", "draw pictures",
+              "sing songs", "play hide and seek", "chase butterflies", "look for frogs",
+              "make a snowman", "swing on the swings", "climb the little hill", "fly paper planes",
+              "blow bubbles", "paint rocks", "read stories", "bake bread", "dance in the rain",
+              "skip stones on the water", "build a tower of blocks", "look at the clouds",
+              "water the flowers", "ride the red wagon", "play tag", "dig for worms",
+              "make mud pies", "roll down the grassy hill", "gather pine cones", "watch the boats"]
+DETAILS = ["The {place} was full of {flowers}.", "{Birds} sang in the trees.",
+           "Little {bugs} crawled in the grass.", "There were {n} {birds} sitting on a fence.",
+           "The air smelled of {flowers} and fresh grass.", "A {color} boat floated on the water.",
+           "{Bugs} buzzed around the {flowers}.", "A soft breeze moved the leaves.",
+           "Near the path grew {n} tall {flowers}.", "Two {color} butterflies danced in the air.",
+           "Somewhere far away, a dog was barking.", "The grass was wet and shiny with dew.",
+           "A family of {birds} walked by in a line.", "An old bench stood under a {color} umbrella.",
+           "Children were laughing and running around.", "The path was covered with {color} leaves."]
+AGES = [str(n) for n in range(2, 100)]
 
 
 @dataclass
@@ -174,13 +250,29 @@ class Teller:
                  ahe=adult.he, Ahe=cap(adult.he), place=place, at=at_place, high=high, obj=obj,
                  adj=adj, verb=verb, food=r.choice(FOODS), happy=r.choice(HAPPY),
                  sad=r.choice(SAD), say=r.choice(SAY), himself=hero.him + "self")
+        birds, bugs = r.choice(BIRDS), r.choice(BUGS)
+        vehicle, rode = r.choice(VEHICLES)
+        acts = r.sample(ACTIVITIES, 2)
+        s.update(color=r.choice(COLORS), flowers=r.choice(FLOWERS), birds=birds, Birds=cap(birds),
+                 bugs=bugs, Bugs=cap(bugs), n=r.choice(AGES[:11] * 4 + AGES), n2=r.choice(AGES[:20]), vehicle=vehicle,
+                 rode=rode, sound=r.choice(SOUNDS), source=r.choice(SOUND_SOURCES),
+                 activity=acts[0], activity2=acts[1], food2=r.choice(FOODS))
         arc_name, arc = r.choice(ARCS)
-        lines = [self.opening(hero, friend, s, weather)]
+        lines = [self.opening(hero, friend, s, weather, knows_friend=arc_name != "new_friend")]
+        if r.random() < 0.7:  # a little scenery before the plot starts
+            details = [self.fill(d, **s) for d in r.sample(DETAILS, r.choice([1, 1, 2]))]
+            if r.random() < 0.5:
+                details.append(self.fill(r.choice([
+                    "{H} liked to {activity} and {activity2}.",
+                    "Most days, {H} and {F} would {activity} together.",
+                    "{His} favorite thing to do was to {activity}.",
+                    "{H} was {n} days away from {his} birthday, and {he} could not wait."]), **s))
+            lines.append(" ".join(details))
         for beat in arc:
             lines.append(" ".join(self.fill(self.pick(options), **s) for options in beat
                                   if not (isinstance(options, Optional) and r.random() < 0.5)))
         if r.random() < 0.45:
-            lines.append(self.fill(self.pick(MORALS.get(arc_name, []) + MORALS["any"]), **s))
+            lines.append(self.fill(self.pick(MORALS.get(arc_name, MORALS["any"])), **s))
         lines.append(self.fill(self.pick(ENDINGS), **s))
         # Join beats into one to three paragraphs.
         paras, cur = [], []
@@ -193,7 +285,7 @@ class Teller:
             paras.append(" ".join(cur))
         return "\n\n".join(paras)
 
-    def opening(self, hero: Char, friend: Char, s: dict, weather: str) -> str:
+    def opening(self, hero: Char, friend: Char, s: dict, weather: str, knows_friend: bool) -> str:
         r = self.r
         time = r.choice(TIMES)
         first = r.choice([
@@ -202,13 +294,15 @@ class Teller:
             f"There once was {hero.intro}.",
             f"{time}, {hero.intro} went to play {s['at']}.",
         ])
-        second = r.choice([
+        second = [
             f"{cap(hero.he)} loved to play with {hero.his} {s['adj']} {s['obj']}.",
-            f"{cap(hero.his)} best friend was {friend.intro}.",
             f"{cap(hero.he)} liked to run and jump {s['at']}.",
-            f"Every day, {hero.name} played with {hero.his} friend {friend.name}.",
             f"{hero.name} had {an(s['adj'])} {s['obj']} that {hero.he} loved very much.",
-        ])
+        ]
+        if knows_friend:
+            second += [f"{cap(hero.his)} best friend was {friend.intro}.",
+                       f"Every day, {hero.name} played with {hero.his} friend {friend.name}."]
+        second = r.choice(second)
         return " ".join([first, second, r.choice(WEATHER[weather])])
 
 
@@ -364,7 +458,7 @@ ARCS = [
          ["{He} felt scared and {sad}.", "{He} sat down on a log and wanted to cry."]],
         [["Then {F} came by.", "Then {he} heard a friendly voice. It was {F}."],
          ['"Are you lost?" asked {F}.', '"What are you doing here all alone?" {F} asked.'],
-         ['"Yes," said {H}. "I want to go home."', '"I cannot find my way home," {H} said.']],
+         ['"I am lost," said {H}. "I want to go home."', '"I cannot find my way home," {H} said.']],
         [['"I know the way," said {F}. "Follow me."', '"Remember the big red barn?" {F} said. "Your home is right next to it."'],
          ["They walked together past the river and the old tree.", "They walked and walked until {H} saw {his} house."]],
         [["{A} was waiting at the door.", "{Acap} ran out to hug {him}."],
@@ -373,14 +467,111 @@ ARCS = [
     ]),
 ]
 
-MORALS = {
+ARCS += [
+    ("new_friend", [  # a shy newcomer; the hero says hello; they become friends
+        [["One day, a new friend named {F} came to live {at}.", "A new neighbor named {F} moved into the house next door.", "On the first day of school, {H} saw someone new sitting alone."],
+         ["{Fhe} looked shy and did not talk to anyone.", "{Fhe} stood by the wall and looked at {fhis} shoes."]],
+        [["{H} wanted to say hello, but {he} felt shy too.", "{H} did not know what to say."],
+         Optional(["{His} cheeks got warm.", "{He} almost turned away."])],
+        [["Then {H} remembered how it felt to be new.", "{H} took a deep breath and walked over."],
+         ['"Hello! My name is {H}. What is your name?" {he} asked.', '"Hi! Do you want to {activity} with me?" {H} asked.'],
+         ['"I am {F}," came the quiet answer.', '"Yes, please," said {F} with a small smile.']],
+        [["They played all afternoon.", "They found out that they both loved {food}.", "They laughed at the same silly jokes."],
+         ["{F} was not shy anymore.", "{F} told {H} about {fhis} old home far away."]],
+        [["From that day on, {H} and {F} were the best of friends.", "Now {H} had a new friend to {activity2} with."],
+         ["{H} felt {happy} that {he} had been brave enough to say hello."]],
+    ]),
+    ("seed", [  # plants a seed, waits, cares for it, it grows
+        [["{A} gave {H} a tiny seed.", "{H} found a little seed {at}."],
+         ['"What will it grow into?" asked {H}.', '"Plant it, and you will see," said {A}.']],
+        [["{H} dug a small hole and put the seed in the dirt.", "{H} planted the seed in a {color} pot."],
+         ["{He} gave it water every morning.", "Every day, {he} gave it a little water and put it in the sun."]],
+        [["But nothing happened.", "For {n} days, nothing came up."],
+         ['"Why is it not growing?" {H} asked.', '"Maybe it is broken," {H} said sadly.'],
+         ['"Be patient," said {A}. "Good things take time."', '"Seeds need time," {A} said. "Keep taking care of it."']],
+        [["One morning, {H} saw a tiny green leaf!", "Then one day, a little green sprout poked out of the dirt."],
+         ["It grew taller and taller.", "Soon it had big leaves and a long stem."],
+         ["At last, it grew into a tall plant with {color} flowers.", "By summer, it was covered with {food}!"]],
+        [["{H} showed it to {F}.", "{H} ran to show {A}."],
+         ['"You did it!" said {F}.', '"Look what patience can do," said {A}.'],
+         ["{H} felt proud of {his} little plant.", "{H} learned that waiting can be worth it."]],
+    ]),
+    ("treasure", [  # finds a map, follows clues, the treasure is friendship or something small
+        [["{H} found an old map in the attic.", "{H} and {F} found a paper map under a rock {at}.", "Grandpa gave {H} a secret map."],
+         ["On it was a big red X.", "The map showed a path and a big X."],
+         ['"A treasure map!" {H} {say}.', '"Let\'s find the treasure!" said {F}.']],
+        [["They walked past the old well.", "They crossed the little bridge over the stream."],
+         ["They counted {n} steps from the big rock.", "They turned left at the tall tree, just like the map said."],
+         Optional(["It was getting late, and {F} wanted to stop.", "The path was long and {H} was tired."])],
+        [['"We are close," said {H}. "Don\'t give up."', '"Just a little more," said {F}.'],
+         ["At last, they found the spot with the X.", "They found a small wooden box buried in the sand."]],
+        [["They opened the box.", "With shaking hands, {H} lifted the lid."],
+         ["Inside were {n} shiny buttons and a note.", "Inside was a box of {food} and an old photo.", "Inside was a tiny {color} stone that sparkled in the sun."],
+         ['Under it was a note. It said, "The best treasure is a friend."', "It was not gold, but it was the best treasure ever."]],
+        [["{H} and {F} smiled at each other.", "They shared the treasure and walked home together."],
+         ["It had been a real adventure.", "{H} kept the treasure in a special place."]],
+    ]),
+    ("race", [  # a race; the hero stops to help and still wins friends
+        [["There was a big race {at}.", "All the animals {at} wanted to have a race."],
+         ["{H} wanted to win more than anything.", "{H} had been practicing for {n} days."]],
+        [["On your marks, get set, go!", "The whistle blew and everyone started to run."],
+         ["{H} ran as fast as {he} could.", "{H} was in front of everyone!"]],
+        [["Then {he} saw {F} fall down and hurt {fhis} knee.", "Then {he} heard {F} crying. {Fhe} had tripped on a rock."],
+         ["{H} stopped running.", "{H} did not know what to do. {He} wanted to win, but {F} needed help."]],
+        [["{H} went back and helped {F} get up.", "{H} gave {F} a hand and they walked together."],
+         ['"Are you okay?" asked {H}.', '"Thank you for stopping," said {F}.'],
+         ["They crossed the finish line last, hand in hand.", "Together, they walked to the finish line."]],
+        [["Everyone cheered the loudest for {H}.", "{A} gave {H} a special medal for being kind."],
+         ["{H} did not win the race, but {he} felt like a winner.", "{H} learned that helping a friend is better than winning."]],
+    ]),
+    ("noise", [  # a mystery sound at night; the hero investigates
+        [["One night, {H} heard {sound}.", "Late at night, {H} woke up. There was {sound} outside {his} room."],
+         ['"What was that?" {H} whispered.', "{H} pulled the blanket up to {his} nose."]],
+        [["The sound came again.", "It did not stop."],
+         ["{H} was scared, but {he} wanted to know what it was.", "{H} thought it might be a monster."]],
+        [["{He} took {his} little lantern and tiptoed down the hall.", "{He} went to get {A}."],
+         ["Together they looked in the kitchen.", "Slowly, they opened the door."]],
+        [["{source}", "{source}"],
+         ["{H} started to laugh.", "{H} and {A} laughed and laughed."],
+         ['"There is nothing to be scared of," said {A}.', '"Mystery solved," said {H}.']],
+        [["{H} went back to bed and fell asleep right away.", "Soon {H} was asleep, dreaming of {food}."]],
+    ]),
+    ("trip", [  # a trip to see someone; counting things on the way
+        [["{H} and {A} were going to visit Grandma {at}.", "{H} was going on a trip with {A}."],
+         ["They {rode} to get there.", "First, they {rode}."]],
+        [["On the way, {H} counted {n} cows and {n2} sheep.", "On the way, {H} saw {birds} and a big {color} barn.", "{H} looked out the window at the hills and the fields."],
+         ['"Are we there yet?" asked {H}.', '"How much longer?" {H} asked.']],
+        [["Then the {vehicle} stopped. Something was wrong!", "But the {vehicle} had to stop because a big tree had fallen on the road."],
+         ["Everyone had to wait.", "They waited and waited."],
+         ["{H} sang songs and played games to pass the time.", "{A} told {H} a story about when {ahe} was little."]],
+        [["At last, they could go on.", "Soon some kind people moved the tree, and they went on."],
+         ["When they arrived, there was a big table full of {food} and {food2}.", "When they arrived, everyone was waiting with hugs."]],
+        [["It was a long trip, but it was worth it.", "{H} told everyone about the {vehicle} and the fallen tree."],
+         ["{H} could not wait to come back.", "That night, {H} fell asleep smiling."]],
+    ]),
+]
+
+MORALS = {  # arc name -> morals that fit it; "any" fits every arc
     "lost": ["{H} learned to take good care of the things {he} loves.",
              "Good friends always help you look."],
+    "stuck": ["{H} learned that it is good to ask for help.",
+              "The moral of the story is: when you cannot do it alone, ask a friend."],
+    "broken": ["The moral of the story is: always tell the truth.",
+               "{H} learned that telling the truth makes you feel better."],
+    "fear": ["{H} learned that being brave does not mean you are not scared.",
+             "The moral of the story is: a friend makes every fear smaller."],
+    "sharing": ["The moral of the story is: sharing is caring.",
+                "{H} learned that sharing makes friends happy."],
+    "rain": ["The moral of the story is: make the best of every day.",
+             "{H} learned that fun can be found anywhere."],
+    "help": ["The moral of the story is: be kind, and kindness will come back to you."],
+    "skill": ["That day, {H} learned to never give up.",
+              "The moral of the story is: practice makes things easier."],
+    "lost_way": ["{H} learned to always stay close to home."],
+    "new_friend": ["The moral of the story is: a kind hello can make a new friend."],
+    "seed": ["The moral of the story is: good things take time."],
+    "race": ["The moral of the story is: kindness matters more than winning."],
     "any": ["{H} learned that good friends help each other.",
-            "The moral of the story is: be kind, and kindness will come back to you.",
-            "{H} learned that it is good to ask for help.",
-            "That day, {H} learned to never give up.",
-            "{H} learned that being brave does not mean you are not scared.",
             "The moral of the story is: together, everything is easier."],
 }
 ENDINGS = ["The end.", "And they all lived happily ever after.",
