@@ -1,0 +1,293 @@
+"""Retrieval-augmented generation: retrieve chunks of the site, cite them, answer from them.
+
+The retrieval pieces live in their own modules and are re-exported here:
+
+- :mod:`llmnotes.chunking`: Markdown pages -> :class:`Chunk` (page, heading anchor, title).
+- :mod:`llmnotes.bm25`: :class:`Analyzer`, :class:`BM25` (Lucene idf, inverted index).
+- :mod:`llmnotes.dense`: :class:`DenseRetriever` (MiniLM, cosine, optional FAISS),
+  :func:`reciprocal_rank_fusion`, :class:`HybridRetriever`.
+- :mod:`llmnotes.retrieval_eval`: :func:`recall_at_k`, :func:`mrr`, :func:`ndcg_at_k`.
+
+This module adds the generation half: :func:`build_prompt` numbers the retrieved chunks
+``[1]``, ``[2]``... under a token budget (lowest-ranked chunks dropped first), and
+:func:`generate_local` / :func:`generate_endpoint` produce the answer from the shipped tiny
+model or any OpenAI-compatible server. Plus ``llmnotes ask`` and
+``python -m llmnotes.rag build-index DOCS_DIR [OUT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from llmnotes.bm25 import STOP_WORDS, BM25, Analyzer, Hit, s_stem  # noqa: F401
+from llmnotes.chunking import (Chunk, build_docs_snapshot, chunk_docs,  # noqa: F401
+                               chunk_markdown, heading_anchor, load_chunks, slugify)
+from llmnotes.dense import (DenseRetriever, EmbeddingCache, HybridRetriever,  # noqa: F401
+                            default_embedder, embeddings_available, reciprocal_rank_fusion)
+from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k  # noqa: F401
+
+SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
+#: How the shipped snapshot is chunked (characters).
+SNAPSHOT_OPTIONS = {"max_len": 1000, "overlap": 150, "keep_code": True}
+
+INSTRUCTIONS = ("Answer the question using only the numbered sources below. Cite the sources "
+                "you use like [1]. If they do not contain the answer, say you do not know.")
+
+
+def load_site_chunks(docs_dir: str | Path | None = None) -> list[Chunk]:
+    """The site's chunks: from ``docs_dir`` if given, else the snapshot shipped in the package."""
+    if docs_dir is not None:
+        return chunk_docs(docs_dir, **SNAPSHOT_OPTIONS)
+    if not SITE_DOCS.exists():
+        raise FileNotFoundError(f"{SITE_DOCS} is missing; build it with "
+                                "'python -m llmnotes.rag build-index docs'")
+    return load_chunks(SITE_DOCS)
+
+
+def build_retriever(chunks: Sequence[Chunk], kind: str = "auto"):
+    """``"bm25"``, ``"dense"``, ``"hybrid"``, ``"hybrid+rerank"`` or ``"auto"`` (hybrid when
+    the embedding packages are installed, else BM25)."""
+    kinds = ("auto", "bm25", "dense", "hybrid", "hybrid+rerank")
+    if kind not in kinds:
+        raise ValueError(f"retriever kind must be one of {kinds}, got {kind!r}")
+    if kind == "auto":
+        kind = "hybrid" if embeddings_available() else "bm25"
+    if kind == "bm25":
+        return BM25(chunks)
+    dense = DenseRetriever(chunks)
+    if kind == "dense":
+        return dense
+    return HybridRetriever(BM25(chunks), dense, rerank=kind == "hybrid+rerank")
+
+
+# --- prompt assembly ----------------------------------------------------------------------
+
+@dataclass
+class Prompt:
+    """An assembled prompt.
+
+    Attributes:
+        text: the prompt.
+        sources: the chunks it cites, ``sources[i]`` is ``[i + 1]``.
+        n_tokens: its length by the counting tokenizer.
+        dropped: retrieved chunks left out (or cut short) to fit the budget.
+    """
+
+    text: str
+    sources: list[Chunk]
+    n_tokens: int
+    dropped: int
+
+
+def _render(question: str, blocks: list[tuple[Chunk, str]], instructions: str) -> str:
+    parts = [instructions, ""]
+    for i, (chunk, text) in enumerate(blocks, start=1):
+        parts += [f"[{i}] {chunk.title} / {chunk.heading} ({chunk.url})", text, ""]
+    parts += [f"Question: {question}", "Answer:"]
+    return "\n".join(parts)
+
+
+def build_prompt(question: str, chunks: Sequence[Chunk], count_tokens: Callable[[str], int],
+                 max_tokens: int = 1024, instructions: str = INSTRUCTIONS,
+                 min_chunk_tokens: int = 24) -> Prompt:
+    """Put ``chunks`` (best first) into a prompt of at most ``max_tokens`` tokens.
+
+    Chunks are added in rank order while the whole prompt still fits. The first one that
+    does not fit is cut (at a word boundary) to the space left, if at least
+    ``min_chunk_tokens`` remain; it and everything ranked below it are otherwise dropped.
+    Lengths are measured on the rendered prompt, since token counts do not add up across
+    joins exactly.
+
+    Args:
+        question: the user's question.
+        chunks: retrieved chunks, best first.
+        count_tokens: ``str -> int``, e.g. ``lambda s: len(tokenizer.encode(s))``.
+        max_tokens: the budget for the whole prompt.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty str, got {question!r}")
+    if not isinstance(max_tokens, int) or max_tokens <= 0:
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    base = count_tokens(_render(question, [], instructions))
+    if base > max_tokens:
+        raise ValueError(f"the question and instructions alone take {base} tokens, over "
+                         f"max_tokens={max_tokens}; raise max_tokens or shorten the question")
+    kept: list[tuple[Chunk, str]] = []
+    for chunk in chunks:
+        trial = kept + [(chunk, chunk.text)]
+        if count_tokens(_render(question, trial, instructions)) <= max_tokens:
+            kept = trial
+            continue
+        # Cut this chunk to fit: binary search for the most words that still fit.
+        words = chunk.text.split(" ")
+        lo, hi = 0, len(words)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            text = " ".join(words[:mid]) + " \u2026"
+            if count_tokens(_render(question, kept + [(chunk, text)], instructions)) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        text = " ".join(words[:lo]) + " \u2026"
+        if lo and count_tokens(text) >= min_chunk_tokens:
+            kept.append((chunk, text))
+        break
+    text = _render(question, kept, instructions)
+    n_full = sum(1 for c, t in kept if t == c.text)
+    return Prompt(text, [c for c, _ in kept], count_tokens(text), len(chunks) - n_full)
+
+
+# --- generation ---------------------------------------------------------------------------
+
+def generate_local(prompt: str, model, tokenizer, max_new_tokens: int = 64,
+                   temperature: float = 0.0) -> str:
+    """Continue ``prompt`` with a local GPT (greedy by default); return only the new text.
+
+    The answer stops at the first blank line: a base model does not know it should stop.
+    """
+    import torch
+
+    from llmnotes.sampling import generate
+
+    ids = tokenizer.encode(prompt)
+    block = model.config.block_size
+    if len(ids) + max_new_tokens > block:
+        raise ValueError(f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) "
+                         f"exceeds the model's block_size {block}; build the prompt with "
+                         f"max_tokens={block - max_new_tokens}")
+    device = next(model.parameters()).device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+    model.eval()
+    with torch.no_grad():
+        out = generate(model, idx, max_new_tokens, temperature=temperature)  # (1, T + new)
+    text = tokenizer.decode(out[0, len(ids):].tolist())
+    return text.split("\n\n")[0].strip()
+
+
+def generate_endpoint(prompt: str, base_url: str, model: str = "llmnotes-tiny",
+                      api_key: str | None = None, max_tokens: int = 256,
+                      timeout: float = 120.0) -> str:
+    """Answer with any OpenAI-compatible server (``POST {base_url}/chat/completions``).
+
+    ``base_url`` is the API root, e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is added if
+    missing). Uses only ``urllib``: no client library needed. Sampling is greedy.
+    """
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+    url = base_url.rstrip("/")
+    if not url.endswith("/v1"):
+        url += "/v1"
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens, "temperature": 0}
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    req = urllib.request.Request(f"{url}/chat/completions", json.dumps(body).encode("utf-8"),
+                                 headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            data = json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode("utf-8", "replace")[:300]
+        raise ValueError(f"endpoint {url} answered HTTP {err.code}: {detail}") from err
+    except urllib.error.URLError as err:
+        raise ValueError(f"cannot reach endpoint {url}: {err.reason}") from err
+    return data["choices"][0]["message"]["content"].strip()
+
+
+@dataclass
+class Answer:
+    """What :func:`ask` returns: the answer, the prompt it came from, the retrieval hits."""
+
+    question: str
+    text: str | None
+    prompt: Prompt
+    hits: list[Hit]
+
+
+def ask(question: str, retriever, chunks: Sequence[Chunk], *, k: int = 5,
+        count_tokens: Callable[[str], int], max_prompt_tokens: int = 1024,
+        generate_fn: Callable[[str], str] | None = None) -> Answer:
+    """Retrieve ``k`` chunks, assemble the cited prompt, and (if ``generate_fn``) answer."""
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int (chunks to retrieve), got {k!r}")
+    hits = retriever.search(question, k)
+    prompt = build_prompt(question, [chunks[h.index] for h in hits], count_tokens,
+                          max_prompt_tokens)
+    text = generate_fn(prompt.text) if generate_fn is not None else None
+    return Answer(question, text, prompt, hits)
+
+
+# --- command line -------------------------------------------------------------------------
+
+def add_ask_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", help="what to ask the site")
+    p.add_argument("--k", type=int, default=5, help="chunks to retrieve (default 5)")
+    p.add_argument("--retriever", default="auto",
+                   choices=["auto", "bm25", "dense", "hybrid", "hybrid+rerank"],
+                   help="auto: hybrid if embeddings are installed, else BM25")
+    p.add_argument("--endpoint", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
+                                      "(default: the shipped tiny model)")
+    p.add_argument("--model", default="llmnotes-tiny", help="model name sent to --endpoint")
+    p.add_argument("--api-key", default=None, help="bearer token for --endpoint")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="prompt budget (default: what the local model's context allows, "
+                        "1024 with --endpoint)")
+    p.add_argument("--docs", default=None, help="index this docs folder instead of the "
+                                                "snapshot shipped in the package")
+    p.add_argument("--no-generate", action="store_true", help="only retrieve and show sources")
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    import llmnotes
+
+    chunks = load_site_chunks(args.docs)
+    retriever = build_retriever(chunks, args.retriever)
+    model, tokenizer = llmnotes.load_pretrained("tiny")  # its tokenizer counts prompt tokens
+    budget = args.max_prompt_tokens
+    if args.endpoint:
+        budget = budget or 1024
+        gen = None if args.no_generate else (lambda p: generate_endpoint(
+            p, args.endpoint, args.model, args.api_key, args.max_new_tokens))
+    else:
+        budget = budget or model.config.block_size - args.max_new_tokens
+        gen = None if args.no_generate else (
+            lambda p: generate_local(p, model, tokenizer, args.max_new_tokens))
+    result = ask(args.question, retriever, chunks, k=args.k, max_prompt_tokens=budget,
+                 count_tokens=lambda s: len(tokenizer.encode(s)), generate_fn=gen)
+    if result.text is not None:
+        who = args.endpoint or "the shipped tiny model (not instruction-tuned: expect a " \
+                               "fluent guess, trust the sources)"
+        print(f"Answer from {who}:\n{result.text}\n")
+    print("Sources:")
+    for i, chunk in enumerate(result.prompt.sources, start=1):
+        print(f"[{i}] {chunk.url}  ({chunk.title} / {chunk.heading})")
+    shown = len(result.prompt.sources)
+    for h in result.hits[shown:]:
+        print(f"    also retrieved, not in the prompt: {chunks[h.index].url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llmnotes.rag build-index DOCS_DIR [OUT]``: write the docs snapshot."""
+    p = argparse.ArgumentParser(prog="python -m llmnotes.rag")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build-index", help="chunk DOCS_DIR into the shipped snapshot")
+    b.add_argument("docs_dir")
+    b.add_argument("out", nargs="?", default=str(SITE_DOCS))
+    args = p.parse_args(argv)
+    n = build_docs_snapshot(args.docs_dir, args.out, **SNAPSHOT_OPTIONS)
+    print(f"wrote {n} chunks to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
