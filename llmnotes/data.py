@@ -1,0 +1,234 @@
+"""From text to training batches: corpora, token files, sliding-window datasets, loaders.
+
+A language model learns to predict token ``t+1`` from tokens ``..t``. So the data pipeline is:
+
+1. **text** -- :func:`load_corpus` returns the shipped ``tinytales`` stories (or read your own);
+2. **tokens** -- encode once with a tokenizer and keep the ids as ``uint16`` on disk
+   (:func:`write_token_file` / :func:`read_token_file`, memory-mapped, as nanoGPT does: a 2048-token
+   vocab fits in 2 bytes per token, and a memory map never loads the whole file);
+3. **windows** -- :class:`TokenDataset` cuts the stream into inputs ``x = tokens[i : i+T]`` and
+   targets ``y = tokens[i+1 : i+T+1]``, every ``stride`` tokens;
+4. **batches** -- :func:`make_loader` (a seeded ``DataLoader``) or :func:`get_batch` (random
+   windows, nanoGPT style) stack them into ``(B, T)`` tensors.
+
+The ``llmnotes tokenize`` command (:func:`add_tokenize_arguments`, :func:`run_tokenize`) trains a
+tokenizer or writes a token file from the shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from llmnotes.utils import atomic_path
+
+CORPUS_DIR = Path(__file__).parent / "assets" / "corpus"
+TOKEN_DTYPE = np.uint16  # ids < 65,536: enough for GPT-2's 50,257 and our 2,048
+
+
+def corpus_path(split: str = "train") -> Path:
+    """Path of a split of the shipped ``tinytales`` corpus (``"train"`` or ``"val"``)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    return CORPUS_DIR / f"{split}.txt"
+
+
+def load_corpus(split: str = "train") -> str:
+    """The shipped ``tinytales`` stories as one string, separated by ``<|endoftext|>`` lines.
+
+    ``train`` is about 1.6 MB (2,090 stories), ``val`` about 85 KB (110 stories); see
+    ``llmnotes/assets/corpus/generate.py`` for how they are written.
+    """
+    return corpus_path(split).read_text(encoding="utf-8")
+
+
+_TOKEN_CACHE: dict[str, np.ndarray] = {}
+
+
+def load_tokens(split: str = "train", tokenizer=None) -> np.ndarray:
+    """The corpus split encoded with ``tokenizer`` (default: the shipped one) as ``uint16`` ids.
+
+    ``<|endoftext|>`` separators become the special id. With the shipped tokenizer the result is
+    cached and returned read-only.
+    """
+    if tokenizer is None:
+        if split not in _TOKEN_CACHE:
+            from llmnotes.tokenizer import load_tokenizer
+
+            arr = _to_uint16(load_tokenizer().encode(load_corpus(split), allowed_special="all"))
+            arr.setflags(write=False)
+            _TOKEN_CACHE[split] = arr
+        return _TOKEN_CACHE[split]
+    return _to_uint16(tokenizer.encode(load_corpus(split), allowed_special="all"))
+
+
+def _to_uint16(ids) -> np.ndarray:
+    arr = np.asarray(ids.tolist() if isinstance(ids, torch.Tensor) else ids, dtype=np.int64)
+    if arr.ndim != 1:
+        raise ValueError(f"ids must be one-dimensional, got shape {tuple(arr.shape)}")
+    if arr.size and (arr.min() < 0 or arr.max() >= 2 ** 16):
+        bad = int(arr.max()) if arr.max() >= 2 ** 16 else int(arr.min())
+        raise ValueError(f"token id {bad} does not fit in uint16 (ids must be in [0, 65535]); "
+                         "use a vocab smaller than 65,536 or store the ids as int32 yourself")
+    return arr.astype(TOKEN_DTYPE)
+
+
+# ------------------------------------------------------------------ token files
+def write_token_file(path: str | os.PathLike, ids: Sequence[int] | np.ndarray | torch.Tensor) -> Path:
+    """Write ``ids`` as raw little-endian ``uint16`` (nanoGPT's ``.bin`` layout), atomically.
+
+    Raises:
+        ValueError: if an id is negative or >= 65,536.
+    """
+    arr = _to_uint16(ids).astype("<u2", copy=False)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        arr.tofile(tmp)
+    return path
+
+
+def read_token_file(path: str | os.PathLike) -> np.memmap:
+    """Memory-map a ``uint16`` token file written by :func:`write_token_file` (read-only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"token file {str(path)!r} does not exist; write one with "
+                                "write_token_file() or `llmnotes tokenize --input FILE --out FILE.bin`")
+    size = path.stat().st_size
+    if size == 0 or size % 2:
+        raise ValueError(f"{str(path)!r} has {size} bytes; a uint16 token file has a positive, "
+                         "even number of bytes")
+    return np.memmap(path, dtype="<u2", mode="r")
+
+
+# ------------------------------------------------------------------ datasets
+class TokenDataset(Dataset):
+    """Sliding windows over a token stream: item ``i`` is ``(x, y)`` with ``y`` = ``x`` shifted by one.
+
+    ``x = tokens[i*stride : i*stride + block_size]`` and ``y = tokens[i*stride + 1 : ... + 1]``,
+    both ``LongTensor[block_size]``. ``stride=block_size`` (default) gives non-overlapping
+    windows; a smaller stride gives overlapping ones (more, correlated, samples).
+
+    Args:
+        tokens: 1-D ids: list, NumPy array, memmap (read lazily) or tensor.
+        block_size: context length ``T``.
+        stride: step between window starts (default ``block_size``).
+    """
+
+    def __init__(self, tokens, block_size: int, stride: int | None = None):
+        if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
+            raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+        stride = block_size if stride is None else stride
+        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+            raise ValueError(f"stride must be a positive int (or None for block_size), got {stride!r}")
+        if isinstance(tokens, torch.Tensor):
+            tokens = tokens.detach().cpu().numpy()
+        elif not isinstance(tokens, np.ndarray):
+            tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.ndim != 1:
+            raise ValueError(f"tokens must be one-dimensional, got shape {tuple(tokens.shape)}")
+        if len(tokens) < block_size + 1:
+            raise ValueError(f"tokens has {len(tokens)} ids but block_size={block_size} needs at "
+                             f"least {block_size + 1} (one window plus its shifted target); "
+                             "use more text or a smaller block_size")
+        self.tokens, self.block_size, self.stride = tokens, block_size, stride
+
+    def __len__(self) -> int:
+        return (len(self.tokens) - self.block_size - 1) // self.stride + 1
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"window {i} out of range for a dataset of {n} windows")
+        start = i * self.stride
+        chunk = torch.from_numpy(np.asarray(self.tokens[start:start + self.block_size + 1],
+                                            dtype=np.int64))
+        return chunk[:-1], chunk[1:]  # x: (T,), y: (T,)
+
+
+def train_val_split(tokens, val_fraction: float = 0.1):
+    """Split a token stream in two contiguous parts: the first ``1 - val_fraction`` and the rest.
+
+    Contiguous (not shuffled) so that no window of the validation set overlaps training text.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    n = len(tokens)
+    if n < 2:
+        raise ValueError(f"tokens has {n} ids; need at least 2 to split")
+    cut = min(max(1, int(round(n * (1.0 - val_fraction)))), n - 1)
+    return tokens[:cut], tokens[cut:]
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
+                drop_last: bool = True) -> DataLoader:
+    """A ``DataLoader`` yielding ``(x, y)`` of shape ``(B, T)``; shuffling is seeded (reproducible)."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if drop_last and len(dataset) < batch_size:
+        raise ValueError(f"dataset has {len(dataset)} windows, fewer than batch_size={batch_size}, "
+                         "so drop_last=True would yield no batch; lower batch_size or pass drop_last=False")
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      generator=generator)
+
+
+def get_batch(tokens, batch_size: int, block_size: int, generator: torch.Generator | None = None,
+              device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` windows at random offsets (nanoGPT's ``get_batch``): ``x, y`` of shape ``(B, T)``."""
+    if len(tokens) < block_size + 1:
+        raise ValueError(f"tokens has {len(tokens)} ids but block_size={block_size} needs at least "
+                         f"{block_size + 1}")
+    starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)
+    rows = [np.asarray(tokens[s:s + block_size + 1], dtype=np.int64) for s in starts.tolist()]
+    batch = torch.from_numpy(np.stack(rows))  # (B, T+1)
+    x, y = batch[:, :-1], batch[:, 1:]
+    if device is not None:
+        x, y = x.to(device), y.to(device)
+    return x, y
+
+
+# ------------------------------------------------------------------ command line
+def add_tokenize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``llmnotes tokenize``."""
+    parser.add_argument("--input", type=Path, required=True, help="UTF-8 text file to read")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="token file (.bin) to write, or with --train-tokenizer a folder")
+    parser.add_argument("--train-tokenizer", action="store_true",
+                        help="train a BPE tokenizer on --input and save it to --out")
+    parser.add_argument("--vocab-size", type=int, default=2048,
+                        help="vocab size for --train-tokenizer, special tokens included (default 2048)")
+    parser.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"],
+                        help="special tokens for --train-tokenizer (default <|endoftext|>)")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="tokenizer folder for encoding (default: the shipped tokenizer)")
+
+
+def run_tokenize(args: argparse.Namespace) -> int:
+    """Train a tokenizer (``--train-tokenizer``) or encode ``--input`` into a uint16 ``--out`` file."""
+    from llmnotes.tokenizer import BPETokenizer, load_tokenizer
+
+    if not args.input.is_file():
+        raise FileNotFoundError(f"--input {str(args.input)!r} does not exist")
+    text = args.input.read_text(encoding="utf-8")
+    if args.train_tokenizer:
+        tok = BPETokenizer.train(text, args.vocab_size, special_tokens=args.special_tokens)
+        tok.save(args.out)
+        print(f"trained a {tok.vocab_size}-token tokenizer on {len(text.encode('utf-8')):,} bytes "
+              f"-> {args.out}")
+        return 0
+    tok = load_tokenizer(args.tokenizer)
+    if tok.vocab_size > 2 ** 16:
+        raise ValueError(f"the tokenizer has {tok.vocab_size} ids; uint16 token files hold < 65,536")
+    ids = tok.encode(text, allowed_special="all")
+    write_token_file(args.out, ids)
+    n_bytes = len(text.encode("utf-8"))
+    print(f"{len(ids):,} tokens ({n_bytes / max(1, len(ids)):.2f} bytes/token) -> {args.out}")
+    return 0
