@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from llmnotes.quantize import QuantizedLinear, absmax_quantize, zeropoint_quantize
+from llmnotes.quantize import QuantizedLinear, absmax_quantize, fp16_scale, zeropoint_quantize
 
 # ---------------------------------------------------------------------------------------------
 # Grid helpers shared by both versions
@@ -37,12 +37,15 @@ from llmnotes.quantize import QuantizedLinear, absmax_quantize, zeropoint_quanti
 
 
 def _group_params(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row (scale, zero) for a block of columns w (out, g); scales rounded to fp16 as stored."""
+    """Per-row (scale, zero) for a block of columns w (out, g); scales rounded up to fp16 as stored."""
     if symmetric:
         _, s = absmax_quantize(w, bits, dim=1)
-        return s.squeeze(1).half().float(), torch.zeros_like(s.squeeze(1))
-    _, s, z = zeropoint_quantize(w, bits, dim=1)
-    return s.squeeze(1).half().float(), z.squeeze(1).float()
+        s = fp16_scale(s.squeeze(1))
+        return s, torch.zeros_like(s)
+    _, s, _ = zeropoint_quantize(w, bits, dim=1)
+    s = fp16_scale(s.squeeze(1))
+    zero = torch.round(-w.amin(dim=1).clamp(max=0) / s).clamp(0, 2 ** bits - 1)
+    return s, zero
 
 
 def _quantize_column(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int,

@@ -148,6 +148,17 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None =
 # ---------------------------------------------------------------------------------------------
 
 
+def fp16_scale(scale: torch.Tensor) -> torch.Tensor:
+    """Round scales *up* to the nearest fp16 value (returned as float32).
+
+    Layers store fp16 scales. Rounding up, never down, keeps ``max|x| / scale`` inside the grid,
+    so no value is clipped and the half-step error bound holds for the stored scale.
+    """
+    h = scale.to(torch.float16)
+    h = torch.where(h.float() < scale, torch.nextafter(h, torch.full_like(h, float("inf"))), h)
+    return h.float()
+
+
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:
     """Pack unsigned 4-bit codes (..., 2m) into bytes (..., m): even index → low nibble."""
     if codes.shape[-1] % 2:
@@ -239,13 +250,15 @@ class QuantizedLinear(nn.Module):
         # scales and the half-step error bound holds for what is actually kept.
         if symmetric:
             _, s = absmax_quantize(w, bits, group_size=gs)
-            s = s.half().float()
+            s = fp16_scale(s)
             qmax = 2 ** (bits - 1) - 1
             codes = torch.round(w.float() / s.repeat_interleave(gs, -1)).clamp(-qmax, qmax)
             return cls.from_codes(codes, s, None, bits, gs, linear.bias)
-        _, s, z = zeropoint_quantize(w, bits, group_size=gs)
-        s = s.half().float()
-        codes = (torch.round(w.float() / s.repeat_interleave(gs, -1)) + z.repeat_interleave(gs, -1).float())
+        _, s, _ = zeropoint_quantize(w, bits, group_size=gs)
+        s = fp16_scale(s)
+        lo = w.float().reshape(w.shape[0], -1, gs).amin(-1).clamp(max=0)
+        z = torch.round(-lo / s).clamp(0, 2 ** bits - 1)  # the zero point for the stored scale
+        codes = (torch.round(w.float() / s.repeat_interleave(gs, -1)) + z.repeat_interleave(gs, -1))
         codes = codes.clamp(0, 2 ** bits - 1)
         return cls.from_codes(codes, s, z, bits, gs, linear.bias)
 
