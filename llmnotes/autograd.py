@@ -46,12 +46,13 @@ class Value:
 
     def __init__(self, data: Number, parents: tuple["Value", ...] = (),
                  local_grads: tuple[float, ...] = (), op: str = "", label: str = ""):
-        if isinstance(data, Value):
-            raise TypeError("data must be a number, got a Value; use the Value itself instead of wrapping it")
-        if not isinstance(data, numbers.Real):  # int, float, NumPy scalars; not str/list/tensor
-            raise TypeError(f"data must be a real number, got {type(data).__name__}: {data!r}")
-        assert len(parents) == len(local_grads), "one local derivative per parent"
-        self.data = float(data)
+        if type(data) is not float:  # the fast path: every operation below passes a float
+            if isinstance(data, Value):
+                raise TypeError("data must be a number, got a Value; use the Value itself instead of wrapping it")
+            if not isinstance(data, numbers.Real):  # int, float, NumPy scalars; not str/list/tensor
+                raise TypeError(f"data must be a real number, got {type(data).__name__}: {data!r}")
+            data = float(data)
+        self.data = data
         self.grad = 0.0
         self.parents = parents
         self.local_grads = local_grads
@@ -152,18 +153,19 @@ class Value:
         Python's recursion limit.
         """
         order: list[Value] = []
-        visited: set[int] = set()
-        stack: list[tuple[Value, bool]] = [(self, False)]
+        visited = {self}  # Values hash by identity
+        stack: list[tuple[Value, int]] = [(self, 0)]  # (node, index of the next parent to visit)
         while stack:
-            node, parents_done = stack.pop()
-            if parents_done:
+            node, i = stack[-1]
+            if i < len(node.parents):
+                stack[-1] = (node, i + 1)
+                parent = node.parents[i]
+                if parent not in visited:
+                    visited.add(parent)
+                    stack.append((parent, 0))
+            else:  # all parents are in `order` already
+                stack.pop()
                 order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))  # come back after the parents
-            stack.extend((p, False) for p in node.parents if id(p) not in visited)
         return order
 
     def backward(self) -> None:
