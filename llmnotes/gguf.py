@@ -45,6 +45,7 @@ ALIGNMENT = 32
 QK = 32  # values per Q8_0 / Q4_0 block
 
 # ggml tensor types (ggml.h) and the general.file_type each export writes (llama.h's ftype)
+QTYPES = ("F32", "F16", "Q8_0", "Q4_0")
 GGML_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 8}
 FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
 BLOCK_BYTES = {"Q8_0": 2 + QK, "Q4_0": 2 + QK // 2}
@@ -256,7 +257,7 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
         The path written. Run it with ``llama-cli -m path -p "Once upon a time"``.
     """
     if qtype not in FILE_TYPES:
-        raise ValueError(f"qtype must be one of {', '.join(FILE_TYPES)}, got {qtype!r}")
+        raise ValueError(f"qtype must be one of {', '.join(QTYPES)}, got {qtype!r}")
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "n_embd"):
         raise TypeError(f"model must be an llmnotes GPT, got {type(model).__name__}")
@@ -295,7 +296,7 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
 def add_export_arguments(p) -> None:
     p.add_argument("--model", default="tiny", help="model directory or 'tiny' (the shipped model)")
     p.add_argument("--out", required=True, help="the .gguf file to write")
-    p.add_argument("--qtype", default="F16", choices=list(FILE_TYPES))
+    p.add_argument("--qtype", default="F16", choices=list(QTYPES))
 
 
 def run_export(args) -> int:
