@@ -121,6 +121,12 @@ class SentenceTransformerEmbedder:
                 "pip install 'llmnotes[embed]'") from err
         from llmnotes.utils import pick_device
 
+        try:  # transformers draws a "Loading weights" bar; a CLI answer should not show it
+            from transformers.utils import logging as hf_logging
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
+
         device = str(self.device or pick_device())
         if device == "mps":  # sentence-transformers on mps is fine, but keep results stable
             device = "cpu"
