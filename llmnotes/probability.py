@@ -124,7 +124,7 @@ def entropy(probs, axis: int = -1) -> np.ndarray:
         raise ValueError("probs must be non-negative and sum to 1 along the axis; "
                          "pass softmax(logits) rather than logits")
     plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return -np.sum(plogp, axis=axis)
+    return 0.0 - np.sum(plogp, axis=axis)  # 0.0 - x, not -x: no '-0.0' for a one-hot
 
 
 def sample_categorical(probs, num_samples: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
