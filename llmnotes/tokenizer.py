@@ -465,6 +465,14 @@ def _shipped_dir() -> Path:
     return Path(__file__).parent / "assets" / "tokenizer"
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_tokenizer() -> BPETokenizer:
+    return BPETokenizer.from_pretrained(_shipped_dir())
+
+
 def load_tokenizer(path: str | os.PathLike | None = None) -> BPETokenizer:
-    """The tokenizer in ``path``; ``None`` gives the shipped one (trained on tinytales, 2048 ids)."""
-    return BPETokenizer.from_pretrained(_shipped_dir() if path is None else path)
+    """The tokenizer in ``path``; ``None`` gives the shipped one (trained on tinytales, 2048 ids).
+
+    The shipped tokenizer is loaded once and shared (tokenizers are not changed after creation).
+    """
+    return _shipped_tokenizer() if path is None else BPETokenizer.from_pretrained(path)
