@@ -1,0 +1,705 @@
+"""An OpenAI-compatible HTTP server for a llmnotes GPT, and the chat page that talks to it.
+
+``create_app(model, tokenizer, model_name=...)`` returns a FastAPI app with:
+
+========================  =====================================================================
+``POST /v1/completions``       text in, text out (OpenAI's completions API), optional streaming
+``POST /v1/chat/completions``  messages in, a reply out, rendered with a chat template
+``GET /v1/models``             the one model served
+``GET /health``                200 once the model is loaded and warmed up, 503 before
+``GET /metrics``               Prometheus counters and histograms
+``GET /``                      the chat page (``llmnotes/assets/web``)
+========================  =====================================================================
+
+Streaming uses server-sent events, as OpenAI's API does: one ``data: {json}\\n\\n`` event per
+piece of text, then ``data: [DONE]\\n\\n``. The official ``openai`` client works unchanged.
+
+**Concurrency: serialised by default.** Each request's decode loop runs in a worker thread (the
+event loop stays free to accept, queue and stream), and at most ``max_concurrent`` loops run at
+once (default 1) while up to ``max_queue`` requests wait. A batch-1 decode step on a small
+model is dominated by per-step overhead, so one loop at a time loses little and keeps latency
+predictable; real engines (vLLM, TGI) instead batch many requests into every step ("continuous
+batching"). ``max_concurrent > 1`` runs several loops in parallel threads.
+
+Run it with ``llmnotes serve`` (see :func:`add_serve_arguments`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError("llmnotes.serve needs FastAPI, uvicorn and prometheus-client: "
+                      "pip install 'llmnotes[serve]'") from err
+
+from llmnotes.serve_engine import Delta, Engine, ResponseCache, Result
+from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimiter
+from llmnotes.serve_protocol import (APIError, GenerationRequest, chat_template_for,
+                                     parse_chat_request, parse_completion_request)
+
+WEB_DIR = Path(__file__).parent / "assets" / "web"
+log = logging.getLogger("llmnotes.serve")
+
+
+@dataclass
+class ServeConfig:
+    """The server's limits and switches (every ``create_app`` keyword beyond the first three).
+
+    Attributes:
+        max_tokens_limit: largest ``max_tokens`` a request may ask for (None: the context length).
+        default_max_tokens: ``max_tokens`` of a completion request that gives none (OpenAI: 16).
+        chat_max_tokens: ``max_tokens`` of a chat request that gives none (capped by the context).
+        max_prompt_chars: longest prompt (or all messages together), in characters.
+        max_body_bytes: largest request body; larger ones get 413.
+        max_concurrent: generations running at once (each in its own worker thread).
+        max_queue: requests allowed to wait for a generation slot; more get 503.
+        queue_timeout: seconds a request may wait for a slot before it gets 503.
+        request_timeout: seconds a generation may run before it is stopped.
+        rate_limit: requests per second per API key (or client address); None disables it.
+        rate_burst: requests a key may make at once before the rate applies.
+        response_cache_size: greedy answers kept for identical requests (0 disables the cache).
+        prefix_cache: reuse the KV cache of the previous request's common prompt prefix.
+    """
+
+    max_tokens_limit: int | None = None
+    default_max_tokens: int = 16
+    chat_max_tokens: int = 128
+    max_prompt_chars: int = 20_000
+    max_body_bytes: int = 1_000_000
+    max_concurrent: int = 1
+    max_queue: int = 64
+    queue_timeout: float = 30.0
+    request_timeout: float = 120.0
+    rate_limit: float | None = None
+    rate_burst: int = 20
+    response_cache_size: int = 256
+    prefix_cache: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("default_max_tokens", "chat_max_tokens", "max_prompt_chars", "max_body_bytes",
+                     "max_concurrent", "rate_burst"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("queue_timeout", "request_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.max_tokens_limit is not None and (not isinstance(self.max_tokens_limit, int)
+                                                  or self.max_tokens_limit < 1):
+            raise ValueError(f"max_tokens_limit must be an integer >= 1 or None, got {self.max_tokens_limit!r}")
+        if self.rate_limit is not None and not (isinstance(self.rate_limit, (int, float)) and self.rate_limit > 0):
+            raise ValueError(f"rate_limit must be a positive number of requests per second or None, "
+                             f"got {self.rate_limit!r}")
+        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < 0:
+            raise ValueError(f"max_queue must be an integer >= 0, got {self.max_queue!r}")
+        if isinstance(self.response_cache_size, bool) or not isinstance(self.response_cache_size, int) \
+                or self.response_cache_size < 0:
+            raise ValueError(f"response_cache_size must be an integer >= 0, got {self.response_cache_size!r}")
+
+
+class ServeMetrics:
+    """Prometheus metrics in a registry of their own (two apps in one process never collide)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("llmnotes_requests", "API requests by endpoint and HTTP status",
+                                ["endpoint", "status"], registry=r)
+        self.errors = Counter("llmnotes_errors", "Failed API requests by error code", ["code"], registry=r)
+        self.prompt_tokens = Counter("llmnotes_prompt_tokens", "Prompt tokens of answered requests", registry=r)
+        self.completion_tokens = Counter("llmnotes_completion_tokens", "Tokens generated", registry=r)
+        self.response_cache = Counter("llmnotes_response_cache_lookups", "Response cache lookups",
+                                      ["result"], registry=r)
+        self.prefix_tokens = Counter("llmnotes_prefix_cache_tokens",
+                                     "Prompt tokens whose keys/values came from the prefix cache", registry=r)
+        buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+        self.latency = Histogram("llmnotes_request_duration_seconds", "Time from request to last byte",
+                                 ["endpoint"], buckets=buckets, registry=r)
+        self.ttft = Histogram("llmnotes_time_to_first_token_seconds", "Time from request to first text",
+                              ["endpoint"], buckets=buckets, registry=r)
+        self.active = Gauge("llmnotes_active_generations", "Generations running now", registry=r)
+        self.queued = Gauge("llmnotes_queued_requests", "Requests waiting for a generation slot", registry=r)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+def _eos_id(tokenizer: Any) -> int | None:
+    for name in ("eos_id", "eot_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    special = getattr(tokenizer, "special_tokens", None)
+    return special.get("<|endoftext|>") if isinstance(special, dict) else None
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    """User text never becomes special tokens: ``"<|endoftext|>"`` typed by a user is plain text."""
+    try:
+        return list(tokenizer.encode(text, allowed_special="none"))
+    except TypeError:  # a tokenizer without special-token policies
+        return list(tokenizer.encode(text))
+
+
+class _Request:
+    """What one API request carries through its life, and its one log line at the end."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint, self.t0 = endpoint, time.monotonic()
+        self.id = ("chatcmpl-" if "chat" in endpoint else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.first_text_at: float | None = None
+        self.prompt_tokens = self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self.cached = False
+        self.prefix_hit = 0
+        self.done = False
+
+
+def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
+               api_key: str | Sequence[str] | None = None,
+               chat_template: Callable[[list[dict[str, str]]], str] | None = None,
+               chat_stop: Sequence[str] | None = None, eos_id: int | None = None,
+               **options: Any):
+    """Build the FastAPI app serving ``model`` (a :class:`llmnotes.GPT`) with ``tokenizer``.
+
+    Args:
+        model_name: the name clients pass as ``model`` and ``/v1/models`` lists.
+        api_key: a key (or several) clients must send as ``Authorization: Bearer <key>``;
+            None serves without authentication (fine on 127.0.0.1, not on a network).
+        chat_template: messages -> prompt; default: the tokenizer's own
+            ``apply_chat_template`` if it has one, else :class:`llmnotes.serve_protocol.ChatTemplate`.
+        chat_stop: stop strings added to every chat request (default: the template's).
+        eos_id: the end-of-text token id (default: the tokenizer's ``<|endoftext|>``).
+        **options: :class:`ServeConfig` fields (limits, queue, rate limit, caches).
+    """
+    known = {f.name for f in fields(ServeConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"create_app() got unknown option(s) {unknown}; known: {sorted(known)}")
+    cfg = ServeConfig(**options)
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
+    keys = [api_key] if isinstance(api_key, str) else list(api_key or [])
+    if any(not isinstance(k, str) or not k for k in keys):
+        raise ValueError("api_key must be a non-empty string (or a list of them) or None")
+    block_size = model.config.block_size
+    max_tokens_limit = min(cfg.max_tokens_limit or block_size, block_size - 1)
+    if chat_template is None:
+        chat_template, default_stop = chat_template_for(tokenizer)
+        chat_stop = default_stop if chat_stop is None else chat_stop
+    chat_stop = list(chat_stop or [])
+
+    model.eval()
+    engine = Engine(model, tokenizer, eos_id=_eos_id(tokenizer) if eos_id is None else eos_id,
+                    prefix_cache=cfg.prefix_cache)
+    responses = ResponseCache(cfg.response_cache_size)
+    admission = Admission(cfg.max_concurrent, cfg.max_queue)
+    limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst) if cfg.rate_limit else None
+    metrics = ServeMetrics()
+    metrics.active.set_function(lambda: admission.active)
+    metrics.queued.set_function(lambda: admission.waiting)
+    executor = ThreadPoolExecutor(max_workers=cfg.max_concurrent, thread_name_prefix="llmnotes-generate")
+    state = {"ready": False, "seconds_per_request": 1.0}
+    background: set[asyncio.Task] = set()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        # Warm up (first-call allocations, lazy imports) before /health says we are ready.
+        await asyncio.get_running_loop().run_in_executor(
+            executor, lambda: engine.generate([0], _warmup_params()))
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="llmnotes", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.engine, app.state.config, app.state.metrics = engine, cfg, metrics
+    app.state.response_cache, app.state.admission = responses, admission
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def error_response(err: APIError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    def finish(rec: _Request, status: int, code: str | None = None) -> None:
+        """Count, time and log a request exactly once."""
+        if rec.done:
+            return
+        rec.done = True
+        total = time.monotonic() - rec.t0
+        metrics.requests.labels(rec.endpoint, str(status)).inc()
+        metrics.latency.labels(rec.endpoint).observe(total)
+        if code is not None:
+            metrics.errors.labels(code).inc()
+        else:
+            metrics.prompt_tokens.inc(rec.prompt_tokens)
+            metrics.completion_tokens.inc(rec.completion_tokens)
+        ttft = None if rec.first_text_at is None else rec.first_text_at - rec.t0
+        if ttft is not None:
+            metrics.ttft.labels(rec.endpoint).observe(ttft)
+        log.info(json.dumps({
+            "event": "request", "id": rec.id, "endpoint": rec.endpoint, "status": status,
+            "error": code, "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
+            "ttft_s": None if ttft is None else round(ttft, 4), "total_s": round(total, 4),
+            "finish_reason": rec.finish_reason, "cached": rec.cached, "prefix_hit": rec.prefix_hit}))
+
+    def authorize(request: Request) -> str:
+        """Check the bearer key; return the rate-limit identity (the key's hash, or the address)."""
+        if not keys:
+            return "addr:" + (request.client.host if request.client else "unknown")
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        for k in keys:
+            # compare_digest takes the same time wherever the strings differ (no timing oracle).
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), k.encode()):
+                return "key:" + hashlib.sha256(k.encode()).hexdigest()[:16]
+        what = "no API key was sent" if not header else "the API key is not valid"
+        raise APIError(401, f"Unauthorized: {what}. Send 'Authorization: Bearer <key>' with the key "
+                       "the server was started with (--api-key).", "invalid_request_error", None,
+                       "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+
+    async def read_json(request: Request) -> Any:
+        limit = cfg.max_body_bytes
+        length = request.headers.get("content-length")
+        too_big = APIError(413, f"The request body is larger than the limit of {limit} bytes; "
+                           "send a shorter prompt", "invalid_request_error", None, "request_too_large")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise APIError(400, f"The request body is not valid JSON ({err}); send a JSON object",
+                           "invalid_request_error", None, "invalid_json") from None
+
+    def prompt_ids(req: GenerationRequest) -> list[int]:
+        if req.kind == "chat":
+            ids = _encode(tokenizer, chat_template(req.messages))
+            req.params.stop = list(dict.fromkeys(req.params.stop + chat_stop))[:8]
+        elif isinstance(req.prompt, str):
+            ids = _encode(tokenizer, req.prompt)
+        else:
+            ids = list(req.prompt)
+            bad = [t for t in ids if not 0 <= t < engine.vocab_size]
+            if bad:
+                raise APIError(400, f"prompt token ids must be in [0, {engine.vocab_size}), got {bad[0]}",
+                               "invalid_request_error", "prompt", "invalid_value")
+        if not ids:
+            if engine.eos_id is None:
+                raise APIError(400, "prompt is empty; send at least one character",
+                               "invalid_request_error", "prompt", "invalid_value")
+            ids = [engine.eos_id]  # an empty prompt starts from end-of-text, as GPT-2 does
+        room = block_size - len(ids)
+        if req.kind == "chat" and not req.max_tokens_given:
+            req.params.max_tokens = max(1, min(cfg.chat_max_tokens, room, max_tokens_limit))
+        if len(ids) + req.params.max_tokens > block_size:
+            param = "messages" if req.kind == "chat" else "prompt"
+            raise APIError(400, f"This model's maximum context length is {block_size} tokens; the "
+                           f"prompt has {len(ids)} and max_tokens asks for {req.params.max_tokens}. "
+                           "Shorten the prompt or lower max_tokens.", "invalid_request_error", param,
+                           "context_length_exceeded")
+        return ids
+
+    # -- response shapes ---------------------------------------------------------------------
+
+    def logprobs_json(kind: str, items: list, offset: int = 0) -> dict | None:
+        if kind == "chat":
+            return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
+                                 "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode())}
+                                                  for s, v in t.top]} for t in items]}
+        offsets, pos = [], offset
+        for t in items:
+            offsets.append(pos)
+            pos += len(t.token)
+        return {"tokens": [t.token for t in items], "token_logprobs": [t.logprob for t in items],
+                "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
+
+    def usage(rec: _Request) -> dict[str, int]:
+        return {"prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
+                "total_tokens": rec.prompt_tokens + rec.completion_tokens}
+
+    def full_response(req: GenerationRequest, rec: _Request, result: Result) -> dict:
+        lp = None
+        if req.params.logprobs is not None:
+            lp = logprobs_json(req.kind, [t for d in result.deltas for t in d.logprobs])
+        if req.kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": result.text},
+                      "logprobs": lp, "finish_reason": result.finish_reason}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": result.text, "logprobs": lp, "finish_reason": result.finish_reason}
+            obj = "text_completion"
+        return {"id": rec.id, "object": obj, "created": rec.created, "model": model_name,
+                "choices": [choice], "usage": usage(rec)}
+
+    def chunk(req: GenerationRequest, rec: _Request, text: str | None, items: list | None,
+              finish_reason: str | None, offset: int = 0, role: bool = False) -> str:
+        lp = logprobs_json(req.kind, items, offset) if (items and req.params.logprobs is not None) else None
+        if req.kind == "chat":
+            delta = {"role": "assistant", "content": ""} if role else ({} if text is None else {"content": text})
+            choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": finish_reason}
+            obj = "text_completion"
+        data = {"id": rec.id, "object": obj, "created": rec.created, "model": model_name, "choices": [choice]}
+        return f"data: {json.dumps(data)}\n\n"
+
+    # -- generation --------------------------------------------------------------------------
+
+    def account(rec: _Request, result: Result) -> None:
+        rec.completion_tokens, rec.finish_reason = len(result.token_ids), result.finish_reason
+        rec.prefix_hit = result.prefix_hit
+        metrics.prefix_tokens.inc(result.prefix_hit)
+
+    def start_generation(req: GenerationRequest, rec: _Request, ids: list[int]):
+        """Run the decode loop in a worker thread; deltas arrive on the returned queue."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+
+        def on_delta(d: Delta) -> None:  # called in the worker thread
+            if rec.first_text_at is None and d.text:
+                rec.first_text_at = time.monotonic()
+            loop.call_soon_threadsafe(queue.put_nowait, ("delta", d))
+
+        async def run() -> Result:
+            t = time.monotonic()
+            try:
+                result = await loop.run_in_executor(
+                    executor, engine.generate, ids, req.params, on_delta, cancel,
+                    time.monotonic() + cfg.request_timeout)
+                state["seconds_per_request"] = 0.8 * state["seconds_per_request"] + 0.2 * (time.monotonic() - t)
+                queue.put_nowait(("done", result))
+                return result
+            except BaseException as err:
+                queue.put_nowait(("error", err))
+                raise
+            finally:
+                await admission.release()  # only once the thread is really done with the model
+
+        task = asyncio.create_task(run())
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return task, queue, cancel
+
+    async def admit(rec: _Request) -> None:
+        retry = str(admission.retry_after(state["seconds_per_request"]))
+        try:
+            await admission.acquire(cfg.queue_timeout)
+        except QueueFull:
+            raise APIError(503, f"The server is busy: {admission.active} generations are running and "
+                           f"{admission.waiting} are queued (the limit). Retry after {retry} s.",
+                           "server_error", None, "queue_full", {"Retry-After": retry}) from None
+        except QueueTimeout:
+            raise APIError(503, f"No generation slot became free within {cfg.queue_timeout} s. Retry later.",
+                           "server_error", None, "queue_timeout", {"Retry-After": retry}) from None
+
+    async def stream_events(req, rec, source, task: asyncio.Task | None, cancel: threading.Event | None):
+        """SSE events from ``source``: an async iterator of ("delta"|"done"|"error", payload)."""
+        status, code, offset = 200, None, 0
+        try:
+            if req.kind == "chat":
+                yield chunk(req, rec, None, None, None, role=True)
+            async for kind, item in source:
+                if kind == "delta":
+                    yield chunk(req, rec, item.text, item.logprobs, None, offset)
+                    offset += len(item.text)
+                elif kind == "done":
+                    account(rec, item)
+                    if item.finish_reason == "timeout":
+                        status, code = 504, "timeout"
+                        err = APIError(504, f"Generation stopped after request_timeout={cfg.request_timeout} s",
+                                       "server_error", None, "timeout")
+                        yield f"data: {json.dumps(err.body())}\n\n"
+                        return
+                    yield chunk(req, rec, None if req.kind == "chat" else "", None, item.finish_reason)
+                    if req.include_usage:
+                        data = {"id": rec.id, "object": "chat.completion.chunk" if req.kind == "chat"
+                                else "text_completion", "created": rec.created, "model": model_name,
+                                "choices": [], "usage": usage(rec)}
+                        yield f"data: {json.dumps(data)}\n\n"
+                    yield "data: [DONE]\n\n"
+                    return
+                else:
+                    status, code = 500, "server_error"
+                    log.error("generation failed", exc_info=item)
+                    yield f"data: {json.dumps(APIError(500, 'The server failed to generate', 'server_error').body())}\n\n"
+                    return
+        except (asyncio.CancelledError, GeneratorExit):
+            status, code = 499, "client_disconnected"  # nginx's code for "client closed request"
+            raise
+        finally:
+            if cancel is not None:
+                cancel.set()  # a no-op after a normal end; stops the worker if the client left
+            if task is not None and not task.done():
+                # The client left mid-stream: log once the worker has stopped, with its real counts.
+                def later(t: asyncio.Task) -> None:
+                    if not t.cancelled() and t.exception() is None:
+                        account(rec, t.result())
+                    finish(rec, status, code)
+                task.add_done_callback(later)
+            else:
+                finish(rec, status, code)
+
+    async def from_queue(queue: asyncio.Queue):
+        while True:
+            kind, item = await queue.get()
+            yield kind, item
+            if kind != "delta":
+                return
+
+    async def replay(result: Result):
+        for d in result.deltas:
+            yield "delta", d
+        yield "done", result
+
+    async def handle(request: Request, kind: str):
+        endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        rec = _Request(endpoint)
+        try:
+            identity = authorize(request)
+            if limiter is not None:
+                wait = limiter.check(identity)
+                if wait > 0:
+                    retry = str(max(1, round(wait + 0.5)))
+                    raise APIError(429, f"Rate limit reached: at most {cfg.rate_limit:g} requests/s "
+                                   f"(burst {cfg.rate_burst}) per key. Retry after {retry} s.",
+                                   "requests", None, "rate_limit_exceeded", {"Retry-After": retry})
+            body = await read_json(request)
+            parse = parse_chat_request if kind == "chat" else parse_completion_request
+            req = parse(body, model_name=model_name, max_tokens_limit=max_tokens_limit,
+                        max_prompt_chars=cfg.max_prompt_chars,
+                        default_max_tokens=cfg.chat_max_tokens if kind == "chat" else cfg.default_max_tokens)
+            ids = prompt_ids(req)
+            rec.prompt_tokens = len(ids)
+            key = None
+            if req.params.greedy and cfg.response_cache_size > 0:
+                key = (tuple(ids), req.params.cache_key())
+                cached = responses.get(key)
+                metrics.response_cache.labels("hit" if cached else "miss").inc()
+                if cached is not None:
+                    rec.cached, rec.first_text_at = True, time.monotonic()
+                    if req.stream:
+                        return StreamingResponse(stream_events(req, rec, replay(cached), None, None),
+                                                 media_type="text/event-stream", headers=SSE_HEADERS)
+                    account(rec, cached)
+                    finish(rec, 200)
+                    return JSONResponse(full_response(req, rec, cached))
+            await admit(rec)
+            task, queue, cancel = start_generation(req, rec, ids)
+            if key is not None:
+                task.add_done_callback(lambda t: _store(t, key))
+            if req.stream:
+                return StreamingResponse(stream_events(req, rec, from_queue(queue), task, cancel),
+                                         media_type="text/event-stream", headers=SSE_HEADERS)
+            # Not streaming: wait for the worker, but notice a client that hangs up meanwhile.
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.05)
+                if not task.done() and await request.is_disconnected():
+                    cancel.set()
+                    await asyncio.wait({task})
+                    account(rec, task.result())
+                    finish(rec, 499, "client_disconnected")
+                    return Response(status_code=499)
+            result = task.result()
+            account(rec, result)
+            if result.finish_reason == "timeout":
+                raise APIError(504, f"Generation stopped after request_timeout={cfg.request_timeout} s",
+                               "server_error", None, "timeout")
+            finish(rec, 200)
+            return JSONResponse(full_response(req, rec, result))
+        except APIError as err:
+            finish(rec, err.status, err.code or err.type)
+            return error_response(err)
+
+    def _store(task: asyncio.Task, key: Any) -> None:
+        if not task.cancelled() and task.exception() is None:
+            result = task.result()
+            if result.finish_reason in ("stop", "length"):
+                responses.put(key, result)
+
+    # -- routes ------------------------------------------------------------------------------
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await handle(request, "completion")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await handle(request, "chat")
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        try:
+            authorize(request)
+        except APIError as err:
+            return error_response(err)
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
+                                            "owned_by": "llmnotes", "context_length": block_size}]}
+
+    @app.get("/health")
+    async def health():
+        if not state["ready"]:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/metrics")
+    async def metrics_endpoint():
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/")
+    async def index():
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
+
+
+# Tell proxies not to buffer (nginx reads X-Accel-Buffering) and browsers not to cache the stream.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _warmup_params():
+    from llmnotes.serve_protocol import SamplingParams
+
+    return SamplingParams(max_tokens=1, temperature=0.0)
+
+
+class BackgroundServer:
+    """Serve an app with uvicorn from a background thread on a free port (tests, pages, benchmarks).
+
+    Example::
+
+        with BackgroundServer(create_app(model, tokenizer, model_name="nano")) as server:
+            print(server.url)  # http://127.0.0.1:<port>
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self.app, self.host, self.port, self.log_level = app, host, port, log_level
+        self.url = ""
+
+    def __enter__(self) -> "BackgroundServer":
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level=self.log_level,
+                                lifespan="on", timeout_graceful_shutdown=3)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="llmnotes-uvicorn", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start; see the log above")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.port, self.url = port, f"http://{self.host}:{port}"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: llmnotes serve
+# ---------------------------------------------------------------------------------------------
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="model directory (config.json, model.safetensors, vocab.json, merges.txt); "
+                             "default: the shipped tiny model")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                        help="require 'Authorization: Bearer KEY' (repeat for several keys; "
+                             "default: $LLMNOTES_API_KEY if set, else no authentication)")
+    parser.add_argument("--model-name", default=None, help="name clients use (default: the directory's name)")
+    parser.add_argument("--quantize", choices=["int8"], default=None, help="quantize the linear layers")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--max-concurrent", type=int, default=1, help="generations at once (default: 1)")
+    parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait (default: 64)")
+    parser.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
+                        help="requests per second per key (default: unlimited)")
+    parser.add_argument("--rate-burst", type=int, default=20, help="burst size of the rate limit (default: 20)")
+    parser.add_argument("--response-cache-size", type=int, default=256,
+                        help="greedy answers kept for identical requests (0: off; default: 256)")
+    parser.add_argument("--no-prefix-cache", action="store_true", help="do not reuse KV caches across requests")
+
+
+def load_model(model_dir: str | None, device: str | None = None, quantize: str | None = None):
+    """(model, tokenizer, name) from a directory, or the shipped tiny model when ``model_dir`` is None."""
+    from llmnotes.utils import pick_device
+
+    dev = pick_device(device)
+    if model_dir is None:
+        from llmnotes import load_pretrained
+
+        model, tokenizer = load_pretrained("tiny")
+        name = "llmnotes-tiny"
+    else:
+        from llmnotes import GPT, BPETokenizer
+
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"--model {model_dir!r} is not a directory; pass a directory written "
+                                    "by model.save_pretrained() and tokenizer.save()")
+        model, tokenizer, name = GPT.from_pretrained(path), BPETokenizer.from_pretrained(path), path.name
+    model = model.to(dev).eval()
+    if quantize is not None:
+        from llmnotes.quantize import quantize_model
+
+        model = quantize_model(model, quantize)
+    return model, tokenizer, name
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``llmnotes serve``: load the model and serve it until Ctrl-C."""
+    import uvicorn
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    keys = args.api_key or ([os.environ["LLMNOTES_API_KEY"]] if os.environ.get("LLMNOTES_API_KEY") else None)
+    model, tokenizer, name = load_model(args.model, args.device, args.quantize)
+    app = create_app(model, tokenizer, model_name=args.model_name or name, api_key=keys,
+                     max_concurrent=args.max_concurrent, max_queue=args.max_queue,
+                     rate_limit=args.rate_limit, rate_burst=args.rate_burst,
+                     response_cache_size=args.response_cache_size, prefix_cache=not args.no_prefix_cache)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not keys:
+        log.warning("serving on %s without --api-key: anyone who can reach this port can use the model",
+                    args.host)
+    print(f"serving {app.title} model {args.model_name or name!r} on http://{args.host}:{args.port} "
+          f"(chat page at /, API at /v1)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
