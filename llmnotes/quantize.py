@@ -216,6 +216,11 @@ class QuantizedLinear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
                 f"group_size={self.group_size}, {kind}, bias={self.bias is not None}")
 
+    def init_args(self) -> dict:
+        """Constructor arguments that rebuild an empty layer of this shape (for loading)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
+                "group_size": self.group_size, "symmetric": self.symmetric, "bias": self.bias is not None}
+
     @classmethod
     def from_codes(cls, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int,
                    group_size: int, bias: torch.Tensor | None) -> "QuantizedLinear":
@@ -362,6 +367,10 @@ class NF4Linear(QuantizedLinear):
         return (f"in_features={self.in_features}, out_features={self.out_features}, nf4, "
                 f"block_size={self.block_size}, double_quant={self.double_quant}")
 
+    def init_args(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "block_size": self.block_size,
+                "double_quant": self.double_quant, "dq_block_size": self.dq_block_size, "bias": self.bias is not None}
+
     @classmethod
     def from_linear(cls, linear: nn.Linear, block_size: int = 64, double_quant: bool = False,
                     dq_block_size: int = 256) -> "NF4Linear":
@@ -432,6 +441,10 @@ class LLMInt8Linear(QuantizedLinear):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"outlier_columns={self.outlier_idx.numel()}")
+
+    def init_args(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "n_outliers": self.outlier_idx.numel(), "bias": self.bias is not None}
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, outlier_columns: Iterable[int] = ()) -> "LLMInt8Linear":
@@ -718,6 +731,8 @@ def add_quantize_arguments(p) -> None:
 def run_quantize(args) -> int:
     from llmnotes.quantize_io import load_for_quantize, save_quantized
 
+    if args.tokens <= 0:
+        raise ValueError(f"--tokens must be positive, got {args.tokens}")
     model, val_ids, calib = load_for_quantize(args.model, args.tokens)
     before, ppl0 = model_bytes(model), perplexity(model, val_ids)
     kw = {"group_size": args.group_size}
@@ -729,6 +744,9 @@ def run_quantize(args) -> int:
     print(f"bytes       {before:,} -> {after:,} ({100 * after / before:.1f}%)")
     print(f"perplexity  {ppl0:.3f} -> {ppl1:.3f} ({100 * (ppl1 / ppl0 - 1):+.2f}%) on {val_ids.numel():,} tokens")
     if args.out:
-        save_quantized(model, args.method, args.out)
+        from llmnotes.tokenizer import BPETokenizer
+        from llmnotes.pretrained import pretrained_dir
+
+        save_quantized(model, args.method, args.out, BPETokenizer.from_pretrained(pretrained_dir(args.model or "tiny")))
         print(f"saved       {args.out}")
     return 0

@@ -269,3 +269,41 @@ def test_perplexity_of_uniform_model_is_vocab_size():
 
     ids = torch.randint(0, 512, (200,))
     assert abs(perplexity(Uniform(), ids, context=16) - 512) < 1e-3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_save_and_load_quantized_round_trip(tmp_path, method):
+    from llmnotes.quantize_io import load_quantized, save_quantized
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 512, (2, 16))
+    kw = {"calibration": ids} if method in ("llm.int8", "gptq") else {}
+    q = quantize_model(GPT(GPTConfig.from_preset("nano")).eval(), method, **kw)
+    save_quantized(q, method, tmp_path / "q")
+    back = load_quantized(tmp_path / "q")
+    assert torch.equal(back(ids), q(ids))
+    assert back.lm_head.weight is back.transformer.wte.weight
+    with pytest.raises(FileNotFoundError, match="quantization.json"):
+        load_quantized(tmp_path)
+
+
+def test_quantize_command(tmp_path):
+    import subprocess
+    import sys
+
+    from llmnotes.data import load_corpus
+    from llmnotes.tokenizer import BPETokenizer
+
+    tok = BPETokenizer.train(load_corpus("val")[:5000], 300, special_tokens=["<|endoftext|>"])
+    torch.manual_seed(0)
+    GPT(GPTConfig.from_preset("nano")).save_pretrained(tmp_path / "m")
+    tok.save(tmp_path / "m")
+    res = subprocess.run([sys.executable, "-m", "llmnotes", "quantize", "--model", str(tmp_path / "m"),
+                          "--method", "int4", "--group-size", "32", "--tokens", "1000", "--out", str(tmp_path / "q")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "bytes" in res.stdout and "perplexity" in res.stdout
+    assert (tmp_path / "q" / "quantized.safetensors").is_file() and (tmp_path / "q" / "vocab.json").is_file()
+    bad = subprocess.run([sys.executable, "-m", "llmnotes", "quantize", "--model", str(tmp_path / "m"),
+                          "--method", "int3"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "int3" in bad.stderr

@@ -1,0 +1,91 @@
+"""Saving and loading quantized models, and the data ``llmnotes quantize`` measures with.
+
+A quantized model directory holds ``quantized.safetensors`` (the packed codes, scales and every
+float tensor, tied matrices stored once), ``quantization.json`` (the ``GPTConfig`` and, for each
+replaced layer, its class and constructor arguments) and the tokenizer files. Loading rebuilds
+a float ``GPT`` skeleton, swaps in empty quantized layers of the recorded shapes, and fills
+everything from the safetensors file (no pickle anywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from llmnotes.quantize import LLMInt8Linear, NF4Linear, QuantizedLinear, _set_module
+from llmnotes.utils import atomic_path, atomic_write_text
+
+LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear)}
+
+
+def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=None) -> Path:
+    """Write a quantized ``GPT`` (and optionally its tokenizer) to ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    layers = {name: {"class": type(m).__name__, "args": m.init_args()}
+              for name, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+    state, seen = {}, set()
+    for k, v in model.state_dict().items():
+        if v.data_ptr() in seen and v.numel():  # tied (lm_head = wte): keep the first name only
+            continue
+        seen.add(v.data_ptr())
+        state[k] = v.detach().cpu().contiguous()
+    with atomic_path(directory / "quantized.safetensors") as tmp:
+        save_file(state, str(tmp))
+    meta = {"method": method, "config": model.config.to_dict(), "layers": layers}
+    atomic_write_text(directory / "quantization.json", json.dumps(meta, indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    return directory
+
+
+def load_quantized(directory: str | os.PathLike, device: torch.device | str | None = None):
+    """Load a model written by ``save_quantized``; returns the ``GPT`` in eval mode."""
+    from safetensors.torch import load_file
+
+    from llmnotes.model import GPT, GPTConfig
+
+    directory = Path(directory)
+    meta_path = directory / "quantization.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found; is {directory} a directory written by save_quantized "
+                                "(`llmnotes quantize --out`)?")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    model = GPT(GPTConfig.from_dict(meta["config"]))
+    for name, spec in meta["layers"].items():
+        if spec["class"] not in LAYER_CLASSES:
+            raise ValueError(f"unknown quantized layer class {spec['class']!r} in {meta_path}")
+        _set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
+    state = load_file(str(directory / "quantized.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if model.config.tie_embeddings else set()
+    if set(missing) - tied or unexpected:
+        raise ValueError(f"{directory}: checkpoint does not match its quantization.json "
+                         f"(missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
+    return model.to(device or "cpu").eval()
+
+
+def load_for_quantize(model_dir: str | None, n_tokens: int = 20000, n_calib: int = 16):
+    """The model to quantize, validation ids (1-D) and calibration ids (N, T) from the corpus.
+
+    Validation text is the shipped corpus' ``val`` split; calibration sequences come from the
+    ``train`` split (as GPTQ calibrates on training-like text), never from the text measured.
+    """
+    from llmnotes.data import load_corpus
+    from llmnotes.pretrained import load_pretrained
+
+    model, tok = load_pretrained(model_dir or "tiny")
+    # a prefix of the text long enough for n_tokens (a token is at most a few characters here)
+    val_text = load_corpus("val")[: 8 * (n_tokens + 1)]
+    val = torch.tensor(tok.encode(val_text, allowed_special="all")[: n_tokens + 1], dtype=torch.long)
+    T = min(256, model.config.block_size)
+    train = tok.encode(load_corpus("train")[: 40 * n_calib * T], allowed_special="all")
+    if len(train) < n_calib * T:
+        raise ValueError(f"the training text gives only {len(train)} calibration tokens, need {n_calib * T}")
+    calib = torch.tensor(train[: n_calib * T], dtype=torch.long).view(n_calib, T)
+    return model, val, calib
