@@ -1,0 +1,59 @@
+"""Quantization quality vs size on the shipped tiny model, and GPTQ's running time on GPT-2 small.
+
+    python benchmarks/quantize.py                      # the table (tiny model, validation text)
+    python benchmarks/quantize.py --gptq-timing gpt2   # + GPTQ wall time on the gpt2 preset
+
+The table: perplexity of the shipped model on the shipped validation text (``val`` split, the
+first ``--tokens`` tokens, windows of 256) and the model's bytes, for fp32, bf16, int8, int4
+(groups of ``--group-size``), nf4, llm.int8 and gptq-4bit (same groups as int4). The tiny model's
+matrices are 192 or 768 columns wide, so the usual group of 128 does not divide 192: 64 is used.
+Calibration (llm.int8, GPTQ) uses 16 sequences of 256 tokens of the *training* split.
+
+GPTQ timing quantizes every linear layer of a randomly initialised ``gpt2`` preset (124M
+parameters, 48 linear layers) with 8 × 256 random calibration tokens; the time depends on the
+sizes, not on the weights' values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import time
+
+import torch
+
+from llmnotes.quantize import format_table, quality_table, quantize_model
+from llmnotes.quantize_io import load_for_quantize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model directory (default: the shipped tiny model)")
+    ap.add_argument("--tokens", type=int, default=20000)
+    ap.add_argument("--group-size", type=int, default=64)
+    ap.add_argument("--gptq-timing", default=None, help="also time GPTQ on this preset (e.g. gpt2)")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+
+    model, val, calib = load_for_quantize(args.model, args.tokens)
+    t0 = time.perf_counter()
+    rows = quality_table(model, val, calib, group_size=args.group_size)
+    print(f"\n{val.numel() - 1:,} validation tokens, group size {args.group_size} ({time.perf_counter() - t0:.0f} s)\n")
+    print(format_table(rows))
+
+    if args.gptq_timing:
+        from llmnotes import GPT, GPTConfig
+
+        big = GPT(GPTConfig.from_preset(args.gptq_timing)).eval()
+        ids = torch.randint(0, big.config.vocab_size, (8, 256))
+        for method, kw in (("int4", {}), ("gptq", {"calibration": ids})):
+            m = copy.deepcopy(big)
+            t0 = time.perf_counter()
+            quantize_model(m, method, group_size=128, **kw)
+            print(f"{args.gptq_timing}: {method} (4-bit, g128) took {time.perf_counter() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
