@@ -67,6 +67,26 @@ def build_retriever(chunks: Sequence[Chunk], kind: str = "auto"):
     return HybridRetriever(BM25(chunks), dense, rerank=kind == "hybrid+rerank")
 
 
+def compare_retrievers(chunks: Sequence[Chunk] | None = None, questions=None,
+                       depth: int = 50) -> dict[str, dict[str, float]]:
+    """Evaluate BM25, dense, hybrid and hybrid + rerank on the site's evaluation set.
+
+    Returns ``{retriever: {"recall@1", "recall@5", "MRR", "nDCG@10"}}`` at page level (see
+    :func:`llmnotes.retrieval_eval.evaluate`). Dense vectors come from the on-disk cache after
+    the first run.
+    """
+    from llmnotes.retrieval_eval import evaluate, load_eval_set
+
+    chunks = list(chunks) if chunks is not None else load_site_chunks()
+    questions = questions if questions is not None else load_eval_set()
+    bm25, dense = BM25(chunks), DenseRetriever(chunks)
+    dense.embed([q.question for q in questions])  # one batch instead of one call per query
+    retrievers = {"BM25": bm25, "dense (MiniLM)": dense,
+                  "hybrid (RRF)": HybridRetriever(bm25, dense),
+                  "hybrid + rerank": HybridRetriever(bm25, dense, rerank=True)}
+    return {name: evaluate(r, chunks, questions, depth) for name, r in retrievers.items()}
+
+
 # --- prompt assembly ----------------------------------------------------------------------
 
 @dataclass
