@@ -31,8 +31,6 @@ from typing import Iterable, Sequence
 
 import regex
 
-from llmnotes.utils import atomic_write_text
-
 # GPT-2's pre-tokenizer (openai/gpt-2 encoder.py): contractions, optional-space + letters,
 # optional-space + digits, optional-space + other symbols, whitespace not followed by text,
 # any remaining whitespace. Hugging Face's ByteLevel pre-tokenizer uses the same pattern.
@@ -376,6 +374,8 @@ class BPETokenizer:
     # ---------------------------------------------------------------- files
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` (GPT-2 layout)."""
+        from llmnotes.utils import atomic_write_text  # imported here: it pulls in torch
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         b2u = bytes_to_unicode()
