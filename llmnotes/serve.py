@@ -659,28 +659,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_model(model_dir: str | None, device: str | None = None, quantize: str | None = None):
     """(model, tokenizer, name) from a directory, or the shipped tiny model when ``model_dir`` is None."""
+    from llmnotes.pretrained import load_pretrained
     from llmnotes.utils import pick_device
 
-    dev = pick_device(device)
-    if model_dir is None:
-        from llmnotes import load_pretrained
-
-        model, tokenizer = load_pretrained("tiny")
-        name = "llmnotes-tiny"
-    else:
-        from llmnotes import GPT, BPETokenizer
-
-        path = Path(model_dir)
-        if not path.is_dir():
-            raise FileNotFoundError(f"--model {model_dir!r} is not a directory; pass a directory written "
-                                    "by model.save_pretrained() and tokenizer.save()")
-        model, tokenizer, name = GPT.from_pretrained(path), BPETokenizer.from_pretrained(path), path.name
-    model = model.to(dev).eval()
+    if model_dir is not None and not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"--model {model_dir!r} is not a directory; pass a directory written "
+                                "by model.save_pretrained() and tokenizer.save()")
+    model, tokenizer = load_pretrained(model_dir or "tiny", device=pick_device(device))
+    name = "llmnotes-tiny" if model_dir is None else Path(model_dir).resolve().name
     if quantize is not None:
         from llmnotes.quantize import quantize_model
 
         model = quantize_model(model, quantize)
-    return model, tokenizer, name
+    return model.eval(), tokenizer, name
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -62,3 +62,16 @@ def test_llmnotes_serve_reports_bad_arguments(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert main(["serve", "--port", "0", "--model", str(tmp_path)]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_int8_quantized_model_serves(tmp_path):
+    from llmnotes.serve import BackgroundServer, create_app, load_model
+
+    nano_model().save_pretrained(tmp_path)
+    tokenizer().save(tmp_path)
+    model, tok, name = load_model(str(tmp_path), device="cpu", quantize="int8")
+    assert "Quantized" in type(model.transformer.h[0].mlp.c_fc).__name__
+    with BackgroundServer(create_app(model, tok, model_name=name)) as srv:
+        r = openai.OpenAI(api_key="x", base_url=srv.url + "/v1", max_retries=0).completions.create(
+            model=name, prompt="Once", max_tokens=5, temperature=0)
+    assert r.usage.completion_tokens >= 1
