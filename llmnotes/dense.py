@@ -36,6 +36,9 @@ __all__ = ["EmbeddingCache", "SentenceTransformerEmbedder", "default_embedder",
            "HybridRetriever"]
 
 EmbedFn = Callable[[list[str]], np.ndarray]
+#: MiniLM vectors of the shipped docs snapshot and eval questions (fp16), so a fresh install
+#: need not embed the whole site: see ``python -m llmnotes.rag build-index --embed``.
+SITE_EMBEDDINGS = Path(__file__).parent / "assets" / "site_docs.minilm.npz"
 
 
 def default_cache_dir() -> Path:
@@ -54,41 +57,52 @@ class EmbeddingCache:
     another process may have written meanwhile.
     """
 
-    def __init__(self, model_name: str, cache_dir: str | Path | None = None):
+    def __init__(self, model_name: str, cache_dir: str | Path | None = None,
+                 seeds: Sequence[str | Path] = ()):
         if not model_name or not isinstance(model_name, str):
             raise ValueError(f"model_name must be a non-empty str, got {model_name!r}")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
         self.path = Path(cache_dir or default_cache_dir()) / "embeddings" / f"{safe}.npz"
-        self._rows: dict[str, np.ndarray] = {}
+        self._rows: dict[str, np.ndarray] = {}  # this cache's own file
+        self._seed: dict[str, np.ndarray] = {}  # read-only files, e.g. shipped with the package
         self._read()
+        for seed in seeds:
+            self._read(Path(seed), self._seed)
 
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def _read(self) -> None:
-        if self.path.exists():
-            with np.load(self.path, allow_pickle=False) as data:  # plain arrays only
+    def _read(self, path: Path | None = None, into: dict | None = None) -> None:
+        path, into = path or self.path, self._rows if into is None else into
+        if path.exists():
+            with np.load(path, allow_pickle=False) as data:  # plain arrays only
                 for k, v in zip(data["keys"], data["vectors"]):
-                    self._rows.setdefault(str(k), v)
+                    into.setdefault(str(k), v.astype(np.float32))
+
+    def _get(self, key: str) -> np.ndarray | None:
+        return self._rows[key] if key in self._rows else self._seed.get(key)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._rows.keys() | self._seed.keys())
 
     def embed(self, texts: Sequence[str], embed_fn: EmbedFn) -> np.ndarray:
         """Vectors for ``texts`` ``(n, d)``, calling ``embed_fn`` only on texts not cached."""
         keys = [self.key(t) for t in texts]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
+        missing = list(dict.fromkeys(k for k in keys if self._get(k) is None))
         if missing:
             by_key = {k: t for k, t in zip(keys, texts)}
             new = np.asarray(embed_fn([by_key[k] for k in missing]), dtype=np.float32)
             self._read()  # merge rows another process added since we loaded
             self._rows.update(zip(missing, new))
-            all_keys = list(self._rows)
-            with atomic_path(self.path) as tmp, tmp.open("wb") as f:
-                np.savez(f, keys=np.array(all_keys),
-                         vectors=np.stack([self._rows[k] for k in all_keys]))
-        return np.stack([self._rows[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+            self.save(self.path, list(self._rows))
+        return np.stack([self._get(k) for k in keys]) if keys else np.zeros((0, 0), np.float32)
+
+    def save(self, path: str | Path, keys: Sequence[str], dtype=np.float32) -> None:
+        """Write the rows for ``keys`` to ``path`` (atomically), e.g. a shipped seed file."""
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.savez(f, keys=np.array(list(keys)),
+                     vectors=np.stack([self._get(k) for k in keys]).astype(dtype))
 
 
 def embeddings_available() -> bool:
@@ -181,7 +195,8 @@ class DenseRetriever:
             raise ValueError("docs is empty: DenseRetriever needs at least one document")
         self.embed_fn = embed_fn if embed_fn is not None else default_embedder()
         name = getattr(self.embed_fn, "name", None)
-        self.cache = EmbeddingCache(name, cache_dir) if cache and name else None
+        seeds = [SITE_EMBEDDINGS] if name == SentenceTransformerEmbedder.name else []
+        self.cache = EmbeddingCache(name, cache_dir, seeds) if cache and name else None
         self.texts = [_text_of(d) for d in docs]
         self.doc_vectors = _normalize(self.embed(self.texts))  # (N, d)
         self.index = None

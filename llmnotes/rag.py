@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from llmnotes.bm25 import STOP_WORDS, BM25, Analyzer, Hit, s_stem  # noqa: F401
 from llmnotes.chunking import (Chunk, build_docs_snapshot, chunk_docs,  # noqa: F401
                                chunk_markdown, heading_anchor, load_chunks, slugify)
-from llmnotes.dense import (DenseRetriever, EmbeddingCache, HybridRetriever,  # noqa: F401
-                            default_embedder, embeddings_available, reciprocal_rank_fusion)
+from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,  # noqa: F401
+                            HybridRetriever, default_embedder, embeddings_available,
+                            reciprocal_rank_fusion)
 from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k  # noqa: F401
 
 SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
@@ -303,9 +306,23 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build-index", help="chunk DOCS_DIR into the shipped snapshot")
     b.add_argument("docs_dir")
     b.add_argument("out", nargs="?", default=str(SITE_DOCS))
+    b.add_argument("--embed", action="store_true",
+                   help=f"also write the chunks' and eval questions' MiniLM vectors to "
+                        f"{SITE_EMBEDDINGS.name} (beside OUT)")
     args = p.parse_args(argv)
     n = build_docs_snapshot(args.docs_dir, args.out, **SNAPSHOT_OPTIONS)
     print(f"wrote {n} chunks to {args.out}")
+    if args.embed:
+        from llmnotes.retrieval_eval import load_eval_set
+
+        texts = [c.search_text for c in load_chunks(args.out)]
+        texts += [q.question for q in load_eval_set()]
+        embedder = default_embedder()
+        cache = EmbeddingCache(embedder.name, seeds=[SITE_EMBEDDINGS])
+        cache.embed(texts, embedder)
+        out = Path(args.out).with_name(SITE_EMBEDDINGS.name)
+        cache.save(out, list(dict.fromkeys(cache.key(t) for t in texts)), dtype=np.float16)
+        print(f"wrote {len(texts)} vectors to {out}")
     return 0
 
 

@@ -164,3 +164,15 @@ def test_generate_endpoint_speaks_openai_chat_completions():
         generate_endpoint("p", "localhost:8000")
     with pytest.raises(ValueError, match="cannot reach endpoint"):
         generate_endpoint("p", url, timeout=2)  # the server is shut down
+
+
+def test_cache_seed_files_are_read_not_copied(tmp_path):
+    emb = HashEmbedder()
+    first = EmbeddingCache("m", tmp_path / "a")
+    vec = first.embed(["seeded text"], emb)
+    first.save(tmp_path / "seed.npz", [EmbeddingCache.key("seeded text")], dtype=np.float16)
+    cache = EmbeddingCache("m", tmp_path / "b", seeds=[tmp_path / "seed.npz"])
+    np.testing.assert_allclose(cache.embed(["seeded text"], lambda t: 1 / 0), vec, rtol=1e-3)
+    cache.embed(["another"], emb)
+    own = np.load(cache.path)
+    assert list(own["keys"]) == [EmbeddingCache.key("another")]  # the seed row is not copied
