@@ -1,0 +1,816 @@
+"""Pretraining: the training loop, its schedule, checkpoints that resume exactly, and the CLI.
+
+The loop is the one every GPT trainer runs (nanoGPT's, Hugging Face's, Megatron's):
+
+    for step in range(max_steps):
+        set the learning rate for this step (linear warmup, then cosine decay to min_lr)
+        for each of grad_accum_steps micro-batches:
+            loss = cross_entropy(model(x), y) / grad_accum_steps   # under autocast
+            loss.backward()                                         # gradients add up
+        clip the global gradient norm; optimizer.step(); zero the gradients
+
+``Trainer`` wraps exactly that with what a real run needs: AdamW with weight decay only on
+matrix weights, mixed precision (bf16 autocast, or fp16 with a gradient scaler), optional
+``torch.compile``, periodic evaluation (loss and perplexity), a progress bar, a ``metrics.jsonl``
+log, DDP/FSDP under ``torchrun``, and checkpoints that hold *everything* the next step depends on
+(weights, optimizer moments, schedule position, RNG states and the data order), so that a run
+stopped and resumed in a new process continues bit for bit as if it had never stopped.
+
+Checkpoint helpers live in ``llmnotes.checkpoint``; the ``llmnotes train`` command is at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from llmnotes import checkpoint as ckpt
+from llmnotes.utils import atomic_write_text, autocast, pick_device, seed_everything
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (the model's shape lives in ``GPTConfig``).
+
+    Attributes:
+        max_steps: optimizer steps to take.
+        batch_size: sequences per micro-batch *per process*.
+        grad_accum_steps: micro-batches whose gradients are summed before each optimizer step.
+            One step sees ``batch_size * grad_accum_steps * world_size`` sequences.
+        lr: peak learning rate, reached at the end of warmup.
+        min_lr: floor of the cosine decay; ``None`` means ``lr / 10`` (Chinchilla's choice).
+        warmup_steps: steps of linear warmup from ``lr / warmup_steps`` up to ``lr``.
+        lr_decay_steps: step at which the cosine reaches ``min_lr``; ``None`` means ``max_steps``
+            (or ``warmup_steps`` if that is larger).
+        weight_decay: AdamW decoupled weight decay, applied to matrix weights only.
+        betas: AdamW ``(beta1, beta2)``; GPT-3 used (0.9, 0.95).
+        eps: AdamW epsilon.
+        grad_clip: clip the global gradient L2 norm to this; 0 disables clipping.
+        eval_interval: evaluate on the validation data every this many steps (0: only at the end).
+        eval_steps: validation micro-batches per evaluation.
+        log_interval: record the training loss every this many steps.
+        save_interval: write a checkpoint every this many steps (0: only at the end).
+        keep_checkpoints: how many recent checkpoints to keep on disk.
+        out_dir: where checkpoints and ``metrics.jsonl`` go; ``None`` writes nothing.
+        resume: continue from the latest checkpoint in ``out_dir``.
+        dtype: ``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + gradient scaler).
+        compile: run the model through ``torch.compile``.
+        device: ``"cpu"``, ``"cuda"``, ``"mps"``...; ``None`` picks the best available.
+        seed: seeds initialisation-independent randomness: data order, dropout.
+        fsdp: under ``torchrun``, shard the model with FSDP instead of replicating it with DDP.
+        progress: show a tqdm progress bar (rank 0 only).
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    lr: float = 6e-4
+    min_lr: float | None = None
+    warmup_steps: int = 100
+    lr_decay_steps: int | None = None
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_interval: int = 100
+    eval_steps: int = 20
+    log_interval: int = 10
+    save_interval: int = 0
+    keep_checkpoints: int = 2
+    out_dir: str | None = None
+    resume: bool = False
+    dtype: str = "fp32"
+    compile: bool = False
+    device: str | None = None
+    seed: int = 1337
+    fsdp: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "eval_steps", "keep_checkpoints"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("warmup_steps", "eval_interval", "save_interval"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        if not isinstance(self.log_interval, int) or self.log_interval <= 0:
+            raise ValueError(f"log_interval must be a positive integer, got {self.log_interval!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.min_lr is None:
+            self.min_lr = self.lr / 10
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr!r}")
+        if self.lr_decay_steps is None:
+            self.lr_decay_steps = max(self.max_steps, self.warmup_steps)
+        if self.lr_decay_steps < self.warmup_steps:
+            raise ValueError(f"lr_decay_steps ({self.lr_decay_steps}) must be >= warmup_steps "
+                             f"({self.warmup_steps}); lower warmup_steps or raise max_steps")
+        self.betas = tuple(float(b) for b in self.betas)  # JSON round-trips give lists
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.resume and self.out_dir is None:
+            raise ValueError("resume=True needs out_dir: the directory holding the checkpoint")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate schedule
+# --------------------------------------------------------------------------------------------
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
+    """The learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine.
+
+    Warmup climbs linearly so that step ``warmup_steps - 1`` uses the peak ``lr``: early
+    gradients are large and Adam's second-moment estimate is still poor, so full-size steps
+    would be unstable. Then the rate follows half a cosine from ``lr`` down to ``min_lr`` at
+    ``decay_steps`` and stays there (Loshchilov & Hutter 2016, arXiv:1608.03983; as in GPT-3 and
+    Chinchilla, which decays to 10% of the peak).
+
+    >>> lr_at(0, 1.0, 0.1, 10, 100), lr_at(9, 1.0, 0.1, 10, 100), lr_at(100, 1.0, 0.1, 10, 100)
+    (0.1, 1.0, 0.1)
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if step >= decay_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)  # 0 → 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+class WarmupCosine:
+    """``lr_at`` as a multiplier of the peak rate, for ``torch.optim.lr_scheduler.LambdaLR``.
+
+    A class rather than a lambda so that ``LambdaLR.state_dict()`` saves its fields.
+    """
+
+    def __init__(self, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> None:
+        self.lr, self.min_lr, self.warmup_steps, self.decay_steps = lr, min_lr, warmup_steps, decay_steps
+
+    def __call__(self, step: int) -> float:
+        return lr_at(step, self.lr, self.min_lr, self.warmup_steps, self.decay_steps) / self.lr
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer
+# --------------------------------------------------------------------------------------------
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split parameters into a decayed and a non-decayed AdamW group.
+
+    Decay only the weight matrices of linear layers (attention and MLP projections). Biases,
+    LayerNorm gains and embedding tables are left alone, as in GPT-2-era practice (minGPT's
+    ``configure_optimizers``; nanoGPT instead decays every tensor with ≥ 2 dimensions,
+    embeddings included). Pulling a LayerNorm gain toward 0 or a bias toward 0 is not a useful
+    prior, and an embedding row is only updated when its token appears, so decay would shrink
+    rare tokens' rows for no reason. The LM head tied to the token embedding counts as an
+    embedding.
+    """
+    no_decay_ids = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            no_decay_ids.add(id(module.weight))
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():  # shared (tied) tensors appear once
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and id(p) not in no_decay_ids else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter 2017, arXiv:1711.05101); the fused CUDA kernel on a GPU."""
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
+                             betas=config.betas, eps=config.eps, **extra)
+
+
+# --------------------------------------------------------------------------------------------
+# Data: windows of tokens, served in a seeded order whose position is saved
+# --------------------------------------------------------------------------------------------
+
+
+class TokenWindows:
+    """(x, y) windows of ``block_size`` tokens over a 1-D token array, ``y`` shifted by one.
+
+    Window ``i`` starts at ``i * stride``. Works on a NumPy memmap, so a token file larger
+    than memory is read a window at a time.
+    """
+
+    def __init__(self, tokens, block_size: int, stride: int | None = None) -> None:
+        if block_size <= 0:
+            raise ValueError(f"block_size must be positive, got {block_size}")
+        self.tokens, self.block_size = tokens, block_size
+        self.stride = block_size if stride is None else stride
+        if self.stride <= 0:
+            raise ValueError(f"stride must be positive, got {self.stride}")
+        n = len(tokens) - block_size - 1  # the last window needs block_size + 1 tokens
+        self.n = 0 if n < 0 else n // self.stride + 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"window {i} out of range for {self.n} windows")
+        s = i * self.stride
+        chunk = torch.as_tensor(self.tokens[s:s + self.block_size + 1].astype("int64")
+                                if hasattr(self.tokens, "astype") else self.tokens[s:s + self.block_size + 1],
+                                dtype=torch.long)
+        return chunk[:-1], chunk[1:]
+
+
+class EpochSampler:
+    """Dataset indices in a fresh seeded permutation each epoch; ``(epoch, position)`` is state.
+
+    ``take(k)`` returns the next ``k`` indices, wrapping into the next epoch when one runs out.
+    Saving ``state_dict()`` in a checkpoint and loading it later continues the exact order.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n <= 0:
+            raise ValueError(f"cannot sample from an empty dataset (n={n})")
+        self.n, self.seed, self.epoch, self.pos = n, seed, 0, 0
+        self._perm, self._perm_epoch = None, -1
+
+    def _permutation(self) -> torch.Tensor:
+        if self._perm_epoch != self.epoch:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), self.epoch
+        return self._perm
+
+    def take(self, k: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < k:
+            perm = self._permutation()
+            m = min(k - len(out), self.n - self.pos)
+            out += perm[self.pos:self.pos + m].tolist()
+            self.pos += m
+            if self.pos == self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"n": self.n, "seed": self.seed, "epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["n"] != self.n or state["seed"] != self.seed:
+            raise ValueError(f"checkpoint's data order was for {state['n']} windows with seed "
+                             f"{state['seed']}, this run has {self.n} windows with seed {self.seed}; "
+                             "resume with the same data and seed")
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+
+
+def as_dataset(data, block_size: int | None):
+    """Accept a dataset of (x, y) pairs, or a 1-D token array/tensor (made into windows)."""
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not hasattr(data, "ndim"):
+        return data
+    if getattr(data, "ndim", None) == 1:
+        if block_size is None:
+            raise ValueError("a 1-D token array needs the model's block_size to cut windows")
+        return TokenWindows(data, block_size)
+    raise TypeError("data must be a dataset of (x, y) pairs or a 1-D array of token ids, "
+                    f"got {type(data).__name__}")
+
+
+def collate(dataset, indices: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*(dataset[i] for i in indices))
+    x, y = torch.stack(xs), torch.stack(ys)  # (B, T) each
+    if device.type == "cuda":  # pinned memory lets the copy overlap with compute
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed set-up (torchrun sets RANK, LOCAL_RANK and WORLD_SIZE)
+# --------------------------------------------------------------------------------------------
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the process group torchrun prepared: NCCL between GPUs, Gloo between CPU processes."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was left untouched."""
+
+
+# --------------------------------------------------------------------------------------------
+# The Trainer
+# --------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Train a language model: ``Trainer(model, train_data, val_data, config).fit()``.
+
+    Args:
+        model: any ``nn.Module`` mapping token ids (B, T) to logits (B, T, vocab).
+        train_data: a dataset of ``(x, y)`` LongTensor pairs of shape (T,), or a 1-D array of
+            token ids (cut into non-overlapping windows of the model's ``block_size``).
+        val_data: the same for validation, or ``None`` to skip evaluation.
+        config: a ``TrainConfig``.
+
+    Attributes:
+        step: optimizer steps taken so far.
+        history: list of metric records (dicts), also appended to ``out_dir/metrics.jsonl``.
+    """
+
+    def __init__(self, model: nn.Module, train_data, val_data=None, config: TrainConfig | None = None) -> None:
+        config = TrainConfig() if config is None else config
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.config = config
+        self.rank, self.local_rank, self.world_size = dist_info()
+        self.distributed = self.world_size > 1
+        self.is_main = self.rank == 0
+
+        device = pick_device(config.device)
+        if self.distributed and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        if config.dtype == "fp16" and device.type not in ("cuda", "cpu"):
+            raise ValueError(f"dtype='fp16' needs a CUDA (or CPU) device, got {device}; use 'bf16'")
+        if config.dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("dtype='bf16' is not supported on this GPU; use dtype='fp16'")
+        self.amp_dtype = DTYPES[config.dtype]
+
+        block_size = getattr(getattr(model, "config", None), "block_size", None)
+        self.train_data = as_dataset(train_data, block_size)
+        self.val_data = None if val_data is None else as_dataset(val_data, block_size)
+        per_step = config.batch_size * config.grad_accum_steps * self.world_size
+        if len(self.train_data) < per_step:
+            raise ValueError(
+                f"train_data has {len(self.train_data)} windows but one optimizer step needs "
+                f"batch_size*grad_accum_steps*world_size = {per_step}; use more data or a smaller batch_size")
+        if self.val_data is not None and len(self.val_data) < config.batch_size * self.world_size:
+            raise ValueError(f"val_data has {len(self.val_data)} windows, fewer than one batch "
+                             f"({config.batch_size * self.world_size}); use more data or a smaller batch_size")
+
+        self.out_dir = None if config.out_dir is None else Path(config.out_dir)
+        if self.out_dir is not None and self.is_main:
+            ckpt.check_writable(self.out_dir)
+            if not config.resume and ckpt.latest_checkpoint(self.out_dir) is not None:
+                raise ValueError(f"out_dir {str(self.out_dir)!r} already holds a checkpoint; pass "
+                                 "resume=True (--resume) to continue it, or choose another out_dir")
+
+        seed_everything(config.seed)
+        if self.distributed:
+            init_distributed(device)
+        self.raw_model = model.to(device)
+        self.model = self._wrap(self.raw_model)
+        self.optimizer = make_optimizer(self.model, config, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, WarmupCosine(config.lr, config.min_lr, config.warmup_steps, config.lr_decay_steps))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.dtype == "fp16")
+        self.sampler = EpochSampler(len(self.train_data), config.seed)
+        self.step = 0
+        self.tokens_seen = 0
+        self.history: list[dict[str, Any]] = []
+        if config.resume:
+            self.load_checkpoint()
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.distributed and self.config.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in getattr(getattr(model, "transformer", None), "h", []):
+                fully_shard(block)  # shard each block's parameters across ranks (ZeRO-3 style)
+            fully_shard(model)
+        elif self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DDP(model, device_ids=ids)
+        if self.config.compile:
+            model = torch.compile(model)
+        return model
+
+    # ---- one step ------------------------------------------------------------------------
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.amp_dtype):
+            logits = self.model(x)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+
+    def _micro_indices(self) -> list[list[int]]:
+        """This rank's micro-batches for one step, cut from the global batch all ranks share."""
+        c = self.config
+        idx = self.sampler.take(c.batch_size * c.grad_accum_steps * self.world_size)
+        # micro-batch m of rank r = slice (m * world + r): one process with grad_accum_steps
+        # multiplied by world_size would see exactly the same examples in the same step.
+        return [idx[(m * self.world_size + self.rank) * c.batch_size:][:c.batch_size]
+                for m in range(c.grad_accum_steps)]
+
+    def train_step(self) -> float:
+        """One optimizer step; returns its loss (mean over the step's micro-batches and ranks)."""
+        c, model = self.config, self.model
+        model.train()
+        total = torch.zeros((), device=self.device)
+        micro = self._micro_indices()
+        for m, indices in enumerate(micro):
+            x, y = collate(self.train_data, indices, self.device)
+            last = m == len(micro) - 1
+            # DDP all-reduces gradients on every backward; skip it until the last micro-batch.
+            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                loss = self._loss(x, y) / c.grad_accum_steps  # mean over the whole step
+                self.scaler.scale(loss).backward()
+            total += loss.detach()
+            self.tokens_seen += x.numel() * self.world_size
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(total, op=dist.ReduceOp.AVG if self.device.type == "cuda" else dist.ReduceOp.SUM)
+            if self.device.type != "cuda":  # Gloo has no AVG
+                total /= self.world_size
+        loss_value = total.item()
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"loss is {loss_value} at step {self.step}; stopped before updating the weights. "
+                "The last checkpoint (if any) is untouched. Lower lr, raise warmup_steps, or use "
+                "dtype='bf16' instead of 'fp16'")
+        if c.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        return loss_value
+
+    @torch.no_grad()
+    def evaluate(self, steps: int | None = None) -> float:
+        """Mean validation loss over ``steps`` micro-batches (the same windows every call)."""
+        if self.val_data is None:
+            raise ValueError("evaluate() needs val_data; pass it to Trainer(...)")
+        steps = self.config.eval_steps if steps is None else steps
+        b = self.config.batch_size
+        n = len(self.val_data)
+        # a fixed spread of windows, so successive evaluations are comparable
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+        self.model.eval()
+        total = torch.zeros(2, device=self.device, dtype=torch.float64)  # (sum of losses, count)
+        for s in range(steps):
+            start = ((s * self.world_size + self.rank) * b) % n
+            indices = [order[(start + j) % n] for j in range(b)]
+            x, y = collate(self.val_data, indices, self.device)
+            total += torch.stack([self._loss(x, y).double(), torch.ones((), device=self.device, dtype=torch.float64)])
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(total)
+        self.model.train()
+        return (total[0] / total[1]).item()
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.out_dir is not None and self.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train until ``max_steps``; returns the history of metric records."""
+        c = self.config
+        bar = None
+        if c.progress and self.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=c.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
+        t0, tokens0 = time.perf_counter(), self.tokens_seen
+        try:
+            while self.step < c.max_steps:
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss = self.train_step()
+                if self.step % c.log_interval == 0 or self.step == c.max_steps:
+                    dt = time.perf_counter() - t0
+                    tps = (self.tokens_seen - tokens0) / dt if dt > 0 else float("nan")
+                    self._record({"step": self.step, "loss": loss, "lr": lr,
+                                  "tokens": self.tokens_seen, "tok_per_s": tps})
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
+                if self.val_data is not None and (
+                        (c.eval_interval and self.step % c.eval_interval == 0) or self.step == c.max_steps):
+                    val = self.evaluate()
+                    self._record({"step": self.step, "val_loss": val, "val_ppl": math.exp(min(val, 50.0))})
+                if self.out_dir is not None and (
+                        (c.save_interval and self.step % c.save_interval == 0) or self.step == c.max_steps):
+                    self.save_checkpoint()
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything except the weights, as tensors and plain containers (weights_only-safe)."""
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "optimizer": ckpt.optimizer_state(self.model, self.optimizer, self.config.fsdp and self.distributed),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "train_config": self.config.to_dict(),
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``out_dir/checkpoints/step-NNNNNNN/`` atomically; returns its path (rank 0)."""
+        if self.out_dir is None:
+            raise ValueError("save_checkpoint() needs TrainConfig.out_dir")
+        fsdp = self.config.fsdp and self.distributed
+        weights = ckpt.model_state(self.model, self.raw_model, fsdp)  # collective under FSDP
+        state = self.state()
+        path = None
+        if self.is_main:
+            path = ckpt.save(self.out_dir, self.step, weights, state, keep=self.config.keep_checkpoints)
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
+        """Restore weights, optimizer, schedule, data order and RNG states from a checkpoint."""
+        path = ckpt.latest_checkpoint(self.out_dir) if path is None else Path(path)
+        if path is None:
+            raise ValueError(f"resume=True but {str(self.out_dir)!r} holds no checkpoint; "
+                             "drop --resume to start a new run")
+        weights, state = ckpt.load(path)
+        fsdp = self.config.fsdp and self.distributed
+        ckpt.load_model_state(self.model, self.raw_model, weights, fsdp)
+        ckpt.load_optimizer_state(self.model, self.optimizer, state["optimizer"], fsdp)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        if self.out_dir is not None and self.is_main:
+            ckpt.truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
+        self.history = []
+
+
+# --------------------------------------------------------------------------------------------
+# Plotting
+# --------------------------------------------------------------------------------------------
+
+
+def plot_history(history: Sequence[dict[str, Any]], ax=None, title: str | None = None):
+    """Training (and validation) loss against step; returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    else:
+        fig = ax.figure
+    train = [(r["step"], r["loss"]) for r in history if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in history if "val_loss" in r]
+    if not train and not val:
+        raise ValueError("history holds no 'loss' or 'val_loss' records; run Trainer.fit() first")
+    if train:
+        ax.plot(*zip(*train), label="train loss", lw=1.2)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss", ms=4)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: llmnotes train --data FILE_OR_DIR --preset NAME --max-steps N --out DIR
+# --------------------------------------------------------------------------------------------
+
+SHIPPED_TOKENIZER = Path(__file__).parent / "assets" / "tokenizer"
+
+
+def add_train_arguments(p) -> None:
+    """Arguments of ``llmnotes train``; they mirror ``TrainConfig`` field by field."""
+    d = TrainConfig()
+    p.add_argument("--data", required=True,
+                   help="a .txt file, a uint16 .bin token file, or a directory holding train.txt/val.txt, "
+                        "train.bin/val.bin, or .txt files")
+    p.add_argument("--val-data", default=None, help="validation file (default: val.* beside the training data, "
+                                                    "else the last --val-fraction of it)")
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer directory for text data (default: the shipped tokenizer)")
+    p.add_argument("--preset", default="tiny", help="GPTConfig preset (nano, tiny, gpt2, ...)")
+    p.add_argument("--block-size", type=int, default=None, help="override the preset's context length")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--init-from", default=None, help="start from this model directory's weights "
+                                                     "(continued pretraining) instead of random ones")
+    p.add_argument("--out", required=True, help="output directory: a model directory plus checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--max-steps", type=int, default=d.max_steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--grad-accum-steps", type=int, default=d.grad_accum_steps)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--min-lr", type=float, default=None)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--beta1", type=float, default=d.betas[0])
+    p.add_argument("--beta2", type=float, default=d.betas[1])
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument("--eval-interval", type=int, default=d.eval_interval)
+    p.add_argument("--eval-steps", type=int, default=d.eval_steps)
+    p.add_argument("--log-interval", type=int, default=d.log_interval)
+    p.add_argument("--save-interval", type=int, default=d.save_interval)
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=d.dtype)
+    p.add_argument("--save-dtype", choices=sorted(DTYPES), default="fp32",
+                   help="dtype of the exported model.safetensors (fp16 halves its size)")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--fsdp", action="store_true", help="under torchrun: FSDP instead of DDP")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _read_tokens(path: Path, tokenizer, cache_dir: Path | None):
+    """A 1-D token array from a .bin (uint16 memmap) or a text file (encoded, then cached)."""
+    import numpy as np
+
+    if path.suffix == ".bin":
+        return np.memmap(path, dtype=np.uint16, mode="r")
+    if tokenizer is None:
+        raise ValueError(f"{path} is text but no tokenizer is available")
+    if cache_dir is not None:
+        cached = cache_dir / (path.stem + ".bin")
+        if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime:
+            return np.memmap(cached, dtype=np.uint16, mode="r")
+    text = path.read_text(encoding="utf-8")
+    ids = np.asarray(encode_text(tokenizer, text), dtype=np.uint16)
+    if cache_dir is not None:
+        from llmnotes.utils import atomic_write_bytes
+
+        atomic_write_bytes(cache_dir / (path.stem + ".bin"), ids.tobytes())
+    return ids
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Encode corpus text, letting its ``<|endoftext|>`` document separators be special tokens."""
+    try:
+        return tokenizer.encode(text, allowed_special="all")
+    except TypeError:  # a tokenizer without special-token handling
+        return tokenizer.encode(text)
+
+
+def _resolve_data(args, tokenizer, cache_dir: Path | None):
+    data = Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(f"--data {str(data)!r} does not exist")
+    val_path = Path(args.val_data) if args.val_data else None
+    if data.is_dir():
+        for ext in (".bin", ".txt"):
+            if (data / f"train{ext}").is_file():
+                train_path = data / f"train{ext}"
+                if val_path is None and (data / f"val{ext}").is_file():
+                    val_path = data / f"val{ext}"
+                break
+        else:
+            files = sorted(data.glob("*.txt"))
+            if not files:
+                raise ValueError(f"--data directory {str(data)!r} holds no train.txt, train.bin or .txt files")
+            import numpy as np
+
+            train = np.concatenate([np.asarray(_read_tokens(f, tokenizer, cache_dir)) for f in files])
+            train_path = None
+    else:
+        train_path = data
+    if train_path is not None:
+        train = _read_tokens(train_path, tokenizer, cache_dir)
+    if val_path is not None:
+        return train, _read_tokens(val_path, tokenizer, cache_dir)
+    if not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    cut = int(len(train) * (1 - args.val_fraction))
+    return train[:cut], train[cut:]
+
+
+def run_train(args) -> int:
+    """``llmnotes train``: train a GPT and leave a model directory in ``--out``."""
+    import numpy as np
+
+    from llmnotes.model import GPT, GPTConfig
+
+    out = Path(args.out)
+    tokenizer = None
+    tok_dir = Path(args.tokenizer) if args.tokenizer else SHIPPED_TOKENIZER
+    if not Path(args.data).suffix == ".bin" or args.tokenizer:
+        from llmnotes.tokenizer import BPETokenizer
+
+        if not tok_dir.is_dir():
+            raise FileNotFoundError(f"tokenizer directory {str(tok_dir)!r} does not exist; pass --tokenizer DIR")
+        tokenizer = BPETokenizer.from_pretrained(tok_dir)
+    ckpt.check_writable(out)
+    train, val = _resolve_data(args, tokenizer, out / "data")
+
+    if args.init_from:
+        model = GPT.from_pretrained(args.init_from).float()
+        if args.dropout:
+            raise ValueError("--dropout cannot be changed with --init-from; drop it")
+    else:
+        overrides = {"dropout": args.dropout}
+        if tokenizer is not None:
+            overrides["vocab_size"] = tokenizer.vocab_size
+        if args.block_size:
+            overrides["block_size"] = args.block_size
+        model = GPT(GPTConfig.from_preset(args.preset, **overrides))
+    vocab = model.config.vocab_size
+    for name, arr in (("train", train), ("val", val)):
+        top = int(np.max(arr)) if len(arr) else 0
+        if top >= vocab:
+            raise ValueError(f"{name} data holds token id {top}, outside the model's vocabulary of {vocab}; "
+                             "pass the matching --tokenizer or --preset")
+
+    config = TrainConfig(
+        max_steps=args.max_steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps,
+        lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        betas=(args.beta1, args.beta2), grad_clip=args.grad_clip, eval_interval=args.eval_interval,
+        eval_steps=args.eval_steps, log_interval=args.log_interval, save_interval=args.save_interval,
+        out_dir=str(out), resume=args.resume, dtype=args.dtype, compile=args.compile,
+        device=args.device, seed=args.seed, fsdp=args.fsdp, progress=not args.no_progress)
+    trainer = Trainer(model, train, val, config)
+    if trainer.is_main:
+        print(f"model: {model.num_params():,} parameters; train {len(train):,} tokens "
+              f"({len(trainer.train_data):,} windows), val {len(val):,} tokens; device {trainer.device}")
+    start = time.perf_counter()
+    history = trainer.fit()
+    # the full weights (gathered from every rank under FSDP), exported as a model directory
+    weights = ckpt.model_state(trainer.model, trainer.raw_model, config.fsdp and trainer.distributed)
+    if trainer.is_main:
+        export = GPT(model.config)
+        export.load_state_dict({k: v.to("cpu") for k, v in weights.items()})
+        export.to(DTYPES[args.save_dtype]).save_pretrained(out)
+        if tokenizer is not None:
+            tokenizer.save(out)
+        summary = {"steps": trainer.step, "tokens_seen": trainer.tokens_seen,
+                   "seconds": round(time.perf_counter() - start, 1),
+                   "train_loss": next((r["loss"] for r in reversed(history) if "loss" in r), None),
+                   "val_loss": next((r["val_loss"] for r in reversed(history) if "val_loss" in r), None),
+                   "train_config": config.to_dict(), "model_config": model.config.to_dict()}
+        atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+        print(json.dumps({k: summary[k] for k in ("steps", "tokens_seen", "seconds", "train_loss", "val_loss")}))
+    if trainer.distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
