@@ -169,3 +169,34 @@ def test_low_rank_full_rank_is_exact_and_bad_r():
     for r in (0, 4, 1.5):
         with pytest.raises(ValueError, match="r must be"):
             linalg.low_rank_approx(A, r)
+
+
+# ----------------------------------------------------------------------------------------------
+# properties over many random matrices
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@st.composite
+def well_conditioned(draw):
+    n = draw(st.integers(1, 6))
+    M = draw(arrays(np.float64, (n, n), elements=st.floats(-10, 10)))
+    # strict diagonal dominance guarantees a regular matrix with a modest condition number
+    M = M + np.diag(np.abs(M).sum(axis=1) + 1.0)
+    scale = draw(st.sampled_from([1e-6, 1.0, 1e6]))
+    return M * scale
+
+
+@settings(max_examples=60, deadline=None)
+@given(well_conditioned(), st.data())
+def test_solve_property_residual_and_det(A, data):
+    n = A.shape[0]
+    b = data.draw(arrays(np.float64, (n,), elements=st.floats(-100, 100)))
+    x = linalg.solve(A, b)
+    np.testing.assert_allclose(A @ x, b, rtol=1e-9, atol=1e-9 * (np.abs(b).max() + 1))
+    assert linalg.det(A) == pytest.approx(np.linalg.det(A), rel=1e-9)
+    # permuting the rows flips the determinant's sign once per swap
+    P = np.roll(np.eye(n), 1, axis=0)  # a cyclic shift: n - 1 swaps
+    assert linalg.det(P @ A) == pytest.approx((-1) ** (n - 1) * linalg.det(A), rel=1e-9)

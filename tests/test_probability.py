@@ -123,3 +123,26 @@ def test_bad_inputs():
         P.sample_categorical([0.5, 0.6], 3)
     with pytest.raises(ValueError, match="num_samples"):
         P.sample_categorical([0.5, 0.5], -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import array_shapes, arrays  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.float64, array_shapes(min_dims=1, max_dims=3, max_side=6), elements=st.floats(-1e4, 1e4)),
+       st.floats(-1e4, 1e4))
+def test_softmax_properties(z, c):
+    p = P.softmax(z)
+    assert np.all(p >= 0) and np.all(np.isfinite(p))
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(P.softmax(z + c), p, rtol=1e-6, atol=1e-12)  # shift invariance
+    logp = P.log_softmax(z)
+    assert np.all(logp <= 1e-12) and np.all(np.isfinite(logp))
+    np.testing.assert_allclose(np.exp(logp), p, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(P.log_softmax(z), F.log_softmax(_t(z), dim=-1).numpy(), rtol=1e-10, atol=1e-10)
+    assert np.all(P.entropy(p) >= -1e-12) and np.all(P.entropy(p) <= np.log(z.shape[-1]) + 1e-9)
