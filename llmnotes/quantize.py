@@ -88,7 +88,8 @@ def absmax_quantize(x: torch.Tensor, bits: int = 8, dim: int | None = None,
     qmax = 2 ** (bits - 1) - 1
     xv, red = _reduce_view(x.float(), dim, group_size)
     amax = xv.abs().amax(dim=red, keepdim=True)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))  # all-zero slice: any scale works
+    scale = amax / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # all-zero (or subnormal) slice: any scale works
     q = torch.round(xv / scale).clamp(-qmax, qmax).to(torch.int8)
     if group_size is not None:
         return q.reshape(x.shape), scale.squeeze(-1)
@@ -116,7 +117,8 @@ def zeropoint_quantize(x: torch.Tensor, bits: int = 8, dim: int | None = None,
     xv, red = _reduce_view(x.float(), dim, group_size)
     lo = xv.amin(dim=red, keepdim=True).clamp(max=0)
     hi = xv.amax(dim=red, keepdim=True).clamp(min=0)
-    scale = torch.where(hi > lo, (hi - lo) / qmax, torch.ones_like(hi))
+    scale = (hi - lo) / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.round(-lo / scale).clamp(0, qmax)
     q = (torch.round(xv / scale) + zero).clamp(0, qmax).to(torch.uint8)
     zero = zero.to(torch.uint8)

@@ -65,6 +65,9 @@ def test_absmax_worked_example_and_zero_is_exact():
     assert z.item() == 0 and q.tolist() == [0, 100, 255]
     q, s, z = zeropoint_quantize(torch.tensor([-1.0, 0.0, 3.0]), bits=4)
     assert dequantize(q, s, z)[1].item() == 0.0  # zero survives exactly
+    tiny = torch.tensor([1e-45, -2e-45, 0.0])  # subnormal: max / 127 underflows to 0
+    for out in (absmax_quantize(tiny), zeropoint_quantize(tiny)):
+        assert torch.isfinite(dequantize(*out)).all() and (dequantize(*out) - tiny).abs().max() < 1e-44
 
 
 def test_grouped_scale_matches_per_row_on_reshaped_tensor():
