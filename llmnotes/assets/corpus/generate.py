@@ -268,9 +268,12 @@ class Teller:
                     "{His} favorite thing to do was to {activity}.",
                     "{H} was {n} days away from {his} birthday, and {he} could not wait."]), **s))
             lines.append(" ".join(details))
+        link = r.randrange(1 << 30)  # one choice shared by every Linked slot of this story
         for beat in arc:
-            lines.append(" ".join(self.fill(self.pick(options), **s) for options in beat
-                                  if not (isinstance(options, Optional) and r.random() < 0.5)))
+            lines.append(" ".join(
+                self.fill(options[link % len(options)] if isinstance(options, Linked)
+                          else self.pick(options), **s)
+                for options in beat if not (isinstance(options, Optional) and r.random() < 0.5)))
         if r.random() < 0.45:
             lines.append(self.fill(self.pick(MORALS.get(arc_name, MORALS["any"])), **s))
         lines.append(self.fill(self.pick(ENDINGS), **s))
@@ -310,8 +313,13 @@ class Optional(list):
     """A beat's sentence that is told only half of the time."""
 
 
+class Linked(list):
+    """Templates that must agree across beats (the i-th option goes with every other i-th option)."""
+
+
 # Each arc is (name, beats); each beat a list of sentence slots; each slot a list of
-# templates to choose from. Slots wrapped in Optional(...) are sometimes skipped.
+# templates to choose from. Slots wrapped in Optional(...) are sometimes skipped; slots wrapped
+# in Linked(...) pick the same index everywhere in a story, so that cause and effect agree.
 ARCS = [
     ("lost", [  # a thing is lost, searched for, found
         [["{H} wanted to {verb} {his} {adj} {obj} {at}.", "{H} took {his} {adj} {obj} to the {place}."],
@@ -412,22 +420,22 @@ ARCS = [
     ("help", [  # finds someone in trouble and helps
         [["{H} was walking {at}.", "{H} was playing {at} with {his} {obj}."],
          ["{He} heard a small sound.", "Suddenly, {he} heard someone crying."]],
-        [["It was a little bird with a hurt wing.", "It was a lost puppy, all wet and cold.", "It was a tiny kitten stuck in a bush.", "It was an old man who had dropped all his {food}."],
+        [Linked(["It was a little bird with a hurt wing.", "It was a lost puppy, all wet and cold.", "It was a tiny kitten stuck in a bush.", "It was an old man who had dropped all his {food}."]),
          ['"Oh, you poor thing," said {H}.', '"Do not worry, I will help you," {H} said softly.']],
-        [["{H} gently picked it up.", "{H} knelt down to help.", "{H} helped pick everything up, one by one."],
+        [Linked(["{H} gently picked up the bird.", "{H} wrapped the puppy in {his} scarf.", "{H} carefully pulled the kitten out of the bush.", "{H} helped pick everything up, one by one."]),
          Optional(["It was hard, but {he} did not give up.", "{He} was very careful."])],
-        [["{He} took it home to {A}.", "{He} asked {A} what to do."],
-         ["{Acap} helped {him} take good care of it.", "Together, they made a warm bed from a box.", "{Acap} said {H} had a very kind heart."]],
-        [["Soon, everything was well again.", "After a few days, the bird could fly again.", "The next day, they found the puppy's family."],
-         ['"Thank you, {H}," came the answer.', "Everyone smiled at {H}."],
+        [Linked(["{He} took the bird home to {A}.", "{He} took the puppy home to {A}.", "{He} took the kitten home to {A}.", "{He} walked the old man home, and {A} came along."]),
+         Linked(["Together, they made a warm bed for the bird from a box.", "{Acap} dried the puppy with a soft towel.", "{Acap} gave the kitten a bowl of milk.", "The old man gave {H} some of his {food}."])],
+        [Linked(["After a few days, the bird could fly again.", "The next day, they found the puppy\'s family.", "Soon the kitten was purring on {H}\'s lap.", "The old man smiled and waved goodbye."]),
+         ["Everyone smiled at {H}.", "{Acap} said {H} had a very kind heart."],
          ["{H} felt warm and {happy} inside.", "Helping others made {H} feel {happy}."]],
     ]),
     ("surprise", [  # makes a gift, a mess, friend helps, gift is loved
         [["It was {A}'s birthday soon.", "{H} wanted to make a surprise for {A}."],
          ["{H} wanted to make something special.", "{He} thought and thought about what to make."]],
-        [["{He} decided to bake a cake.", "{He} decided to make a card with {his} crayons.", "{He} decided to pick flowers {at}."],
+        [Linked(["{He} decided to bake a cake.", "{He} decided to make a card with {his} crayons.", "{He} decided to pick flowers {at}."]),
          ["But it was harder than {he} thought.", "But things did not go as planned."],
-         ["Flour went everywhere!", "The paint spilled on the floor.", "The wind blew the flowers away."],
+         Linked(["Flour went everywhere!", "The crayons broke and the paper tore.", "The wind blew the flowers away."]),
          ['"Oh no, it is all a mess," {H} said.', "{H} felt {sad}."]],
         [["Then {F} came to help.", "{F} knocked on the door. \"Can I help?\""],
          ["Together they tried again, slowly and carefully.", "They worked side by side."],
@@ -529,7 +537,7 @@ ARCS += [
          ['"What was that?" {H} whispered.', "{H} pulled the blanket up to {his} nose."]],
         [["The sound came again.", "It did not stop."],
          ["{H} was scared, but {he} wanted to know what it was.", "{H} thought it might be a monster."]],
-        [["{He} took {his} little lantern and tiptoed down the hall.", "{He} went to get {A}."],
+        [["{He} took {his} little lantern and went to wake up {A}.", "{He} tiptoed down the hall to get {A}."],
          ["Together they looked in the kitchen.", "Slowly, they opened the door."]],
         [["{source}", "{source}"],
          ["{H} started to laugh.", "{H} and {A} laughed and laughed."],
@@ -537,7 +545,7 @@ ARCS += [
         [["{H} went back to bed and fell asleep right away.", "Soon {H} was asleep, dreaming of {food}."]],
     ]),
     ("trip", [  # a trip to see someone; counting things on the way
-        [["{H} and {A} were going to visit Grandma {at}.", "{H} was going on a trip with {A}."],
+        [["{H} and {A} were going to visit Aunt Rose {at}.", "{H} was going on a trip with {A}."],
          ["They {rode} to get there.", "First, they {rode}."]],
         [["On the way, {H} counted {n} cows and {n2} sheep.", "On the way, {H} saw {birds} and a big {color} barn.", "{H} looked out the window at the hills and the fields."],
          ['"Are we there yet?" asked {H}.', '"How much longer?" {H} asked.']],
