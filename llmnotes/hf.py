@@ -1,4 +1,8 @@
-"""Read and write Hugging Face GPT-2 directories (``config.json`` + ``model.safetensors``).
+"""Read and write Hugging Face model directories (``config.json`` + ``model.safetensors``).
+
+GPT-2 checkpoints are handled here; the Llama family (Llama, Mistral, Qwen2, Qwen3, Mixtral) in
+``hf_llama.py``. Both end in the same checks: every tensor present, none left over, every shape
+as the config says.
 
 Two facts make this more than a rename:
 
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from llmnotes import hf_llama
 from llmnotes.model import GPT, GPTConfig
 from llmnotes.utils import atomic_path, atomic_write_text
 
@@ -96,24 +101,7 @@ def _normalise_key(key: str) -> str:
     return key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
 
 
-def load_gpt2_dir(path: str | Path, device=None, dtype: torch.dtype | None = None) -> GPT:
-    """Build a ``GPT`` from a Hugging Face GPT-2 directory; every tensor is checked by name and shape."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model directory {path} does not exist")
-    cfg_path = path / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} is missing: a model directory needs config.json")
-    hf_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    config = config_from_hf(hf_cfg)
-    extras = hf_cfg.get("llmnotes", {})
-    if extras:
-        config = config.replace(attn_impl=extras.get("attn_impl", "sdpa"), extra=extras.get("extra", {}))
-    for key in ("bos_token_id", "eos_token_id"):
-        if hf_cfg.get(key) is not None:
-            config.extra.setdefault(key, hf_cfg[key])
-
-    raw = read_state_dict(path)
+def _gpt2_state(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = {}
     for key, tensor in raw.items():
         key = _normalise_key(key)
@@ -122,7 +110,52 @@ def load_gpt2_dir(path: str | Path, device=None, dtype: torch.dtype | None = Non
         if key.endswith(CONV1D_SUFFIXES):
             tensor = tensor.t()
         state[key] = tensor
+    return state
 
+
+def is_gpt2_layout(config: GPTConfig) -> bool:
+    return config.norm == "layernorm" and config.pos_emb == "learned" and config.mlp == "gelu" and (
+        config.kv_heads == config.n_head and config.head_size is None and not config.qk_norm
+        and config.qkv_bias in (None, config.bias) and config.bias and config.sliding_window is None)
+
+
+def load_model_dir(path: str | Path, device=None, dtype: torch.dtype | None = None) -> GPT:
+    """Build a ``GPT`` from a Hugging Face directory (GPT-2 or Llama family); every tensor is
+    checked by name and shape before any is loaded."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model directory {path} does not exist")
+    cfg_path = path / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} is missing: a model directory needs config.json")
+    try:
+        hf_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{cfg_path} is not valid JSON ({err}); the checkpoint may be corrupt") from err
+    model_type = hf_cfg.get("model_type", "gpt2")
+    raw = read_state_dict(path)
+    if model_type == "gpt2":
+        config = config_from_hf(hf_cfg)
+        extras = hf_cfg.get("llmnotes", {})
+        if extras:
+            config = config.replace(attn_impl=extras.get("attn_impl", "sdpa"), extra=extras.get("extra", {}))
+        for key in ("bos_token_id", "eos_token_id"):
+            if hf_cfg.get(key) is not None:
+                config.extra.setdefault(key, hf_cfg[key])
+        state = _gpt2_state(raw)
+    elif model_type in hf_llama.ARCHITECTURES:
+        config = hf_llama.config_from_hf(hf_cfg)
+        state = hf_llama.state_from_hf(raw, config)
+        leftover = len(raw) - len([k for k in raw if k.startswith(("model.", "lm_head."))])
+        if leftover:
+            raise ValueError(f"checkpoint {path} has {leftover} tensors outside model.* and lm_head.*")
+    else:
+        supported = ["gpt2", *hf_llama.ARCHITECTURES]
+        raise ValueError(f"model_type {model_type!r} in {cfg_path} is not supported; supported: {supported}")
+    return _build(config, state, path, device, dtype)
+
+
+def _build(config: GPTConfig, state: dict[str, torch.Tensor], path: Path, device, dtype) -> GPT:
     with torch.device("meta"):
         model = GPT(config)
     expected = model.state_dict()
@@ -139,7 +172,7 @@ def load_gpt2_dir(path: str | Path, device=None, dtype: torch.dtype | None = Non
             raise ValueError(f"tensor {key} has shape {tuple(tensor.shape)} in {path}, "
                              f"expected {tuple(expected[key].shape)} from config.json")
     model = model.to_empty(device=device or "cpu")
-    model.load_state_dict(state, strict=False, assign=False)
+    model.load_state_dict(state, strict=False)
     if config.tie_embeddings:
         model.lm_head.weight = model.transformer.wte.weight
     if dtype is not None:
@@ -147,20 +180,30 @@ def load_gpt2_dir(path: str | Path, device=None, dtype: torch.dtype | None = Non
     return model.eval()
 
 
-def save_gpt2_dir(model: GPT, path: str | Path) -> None:
-    """Write ``config.json`` + ``model.safetensors`` in Hugging Face GPT-2 layout, atomically."""
+def save_model_dir(model: GPT, path: str | Path) -> None:
+    """Write ``config.json`` + ``model.safetensors`` in Hugging Face layout, atomically: GPT-2's
+    for GPT-2-style configs, the matching Llama-family layout for RoPE/RMSNorm/SwiGLU configs."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    for key, tensor in model.state_dict().items():
-        if key == "lm_head.weight" and model.config.tie_embeddings:
-            continue  # stored once, as the embedding; loaders re-tie it
-        tensor = tensor.detach().to("cpu")
-        if key.endswith(CONV1D_SUFFIXES):
-            tensor = tensor.t()
-        tensors[key] = tensor.contiguous().clone()
+    config = model.config
+    state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    if is_gpt2_layout(config):
+        tensors = {}
+        for key, tensor in state.items():
+            if key == "lm_head.weight" and config.tie_embeddings:
+                continue  # stored once, as the embedding; loaders re-tie it
+            tensors[key] = tensor.t() if key.endswith(CONV1D_SUFFIXES) else tensor
+        hf_config = config_to_hf(config)
+    else:
+        tensors = hf_llama.state_to_hf(state, config)
+        hf_config = hf_llama.config_to_hf(config)
+    tensors = {k: v.contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-    atomic_write_text(path / "config.json", json.dumps(config_to_hf(model.config), indent=2) + "\n")
+    atomic_write_text(path / "config.json", json.dumps(hf_config, indent=2) + "\n")
+
+
+# Kept for callers of the first version of this module.
+load_gpt2_dir, save_gpt2_dir = load_model_dir, save_model_dir

@@ -24,9 +24,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmnotes.layers import MoE, RMSNorm, SwiGLU, apply_rope, rope_cos_sin, rope_frequencies
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
+
+_LLAMA = dict(norm="rmsnorm", mlp="swiglu", pos_emb="rope", bias=False, tie_embeddings=False,
+              layer_norm_eps=1e-6)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # GPT-2 family (Radford et al. 2019); vocab 50257, context 1024.
@@ -37,6 +42,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Teaching presets: train in seconds to minutes on a laptop CPU.
     "tiny": dict(vocab_size=2048, block_size=256, n_layer=4, n_head=4, n_embd=192),
     "nano": dict(vocab_size=512, block_size=64, n_layer=2, n_head=2, n_embd=32),
+    # Llama/Qwen-style teaching models: RoPE, RMSNorm, SwiGLU, grouped-query attention, no biases.
+    "llama-tiny": dict(vocab_size=2048, block_size=256, n_layer=4, n_head=4, n_kv_head=2, n_embd=192,
+                       n_inner=512, **_LLAMA),
+    "qwen-tiny": dict(vocab_size=2048, block_size=256, n_layer=4, n_head=4, n_kv_head=2, n_embd=192,
+                      n_inner=512, **{**_LLAMA, "qk_norm": True, "tie_embeddings": True, "rope_theta": 1e6}),
+    "moe-tiny": dict(vocab_size=2048, block_size=256, n_layer=4, n_head=4, n_kv_head=2, n_embd=192,
+                     n_inner=256, n_expert=4, n_expert_per_token=2, **{**_LLAMA, "mlp": "moe"}),
+    "llama-nano": dict(vocab_size=512, block_size=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,
+                       n_inner=64, **_LLAMA),
+    # Published shapes, for the calculators and the comparison tables (weights not shipped).
+    "llama-3.2-1b": dict(vocab_size=128256, block_size=131072, n_layer=16, n_head=32, n_kv_head=8,
+                         n_embd=2048, n_inner=8192, **{**_LLAMA, "rope_theta": 500000.0, "tie_embeddings": True}),
+    "qwen3-0.6b": dict(vocab_size=151936, block_size=40960, n_layer=28, n_head=16, n_kv_head=8,
+                       n_embd=1024, head_size=128, n_inner=3072,
+                       **{**_LLAMA, "qk_norm": True, "tie_embeddings": True, "rope_theta": 1e6}),
 }
 
 
@@ -56,6 +76,19 @@ class GPTConfig:
         n_inner: MLP hidden width; ``None`` means ``4 * n_embd``.
         attn_impl: ``"sdpa"`` (fused kernel) or ``"manual"`` (explicit softmax(QKᵀ/√d)V).
         tie_embeddings: share the LM head's weight with the token embedding (GPT-2: True).
+
+    Llama/Qwen-style options (see ``layers.py`` and the "From GPT-2 to Llama" page):
+        norm: ``"layernorm"`` (GPT-2) or ``"rmsnorm"``.
+        mlp: ``"gelu"`` (GPT-2), ``"swiglu"`` or ``"moe"`` (mixture of SwiGLU experts).
+        pos_emb: ``"learned"`` (GPT-2 position table) or ``"rope"`` (rotary).
+        rope_theta, rope_scaling: RoPE base and optional context scaling (``layers.rope_frequencies``).
+        n_kv_head: key/value heads for grouped-query attention; ``None`` = ``n_head`` (multi-head),
+            1 = multi-query.
+        head_size: per-head width when it is not ``n_embd // n_head`` (Qwen3).
+        qkv_bias: biases on the q/k/v projection (Qwen2: True); ``None`` follows ``bias``.
+        qk_norm: RMSNorm on each head's queries and keys before RoPE (Qwen3).
+        sliding_window: each position attends to at most this many most recent positions.
+        n_expert, n_expert_per_token, moe_aux_loss_coef: mixture-of-experts routing.
     """
 
     vocab_size: int = 50257
@@ -69,6 +102,19 @@ class GPTConfig:
     n_inner: int | None = None
     attn_impl: str = "sdpa"
     tie_embeddings: bool = True
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    pos_emb: str = "learned"
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] | None = None
+    n_kv_head: int | None = None
+    head_size: int | None = None
+    qkv_bias: bool | None = None
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    n_expert: int = 0
+    n_expert_per_token: int = 2
+    moe_aux_loss_coef: float = 0.01
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # free-form metadata
 
     def __post_init__(self) -> None:
@@ -76,7 +122,7 @@ class GPTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head != 0:
+        if self.head_size is None and self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
                 f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
@@ -87,10 +133,28 @@ class GPTConfig:
             raise ValueError(f"attn_impl must be 'sdpa' or 'manual', got {self.attn_impl!r}")
         if self.n_inner is not None and self.n_inner <= 0:
             raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
+        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "swiglu", "moe")),
+                              ("pos_emb", ("learned", "rope"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.n_head % self.kv_heads != 0:
+            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head}): "
+                             "each key/value head serves an equal group of query heads")
+        if self.pos_emb == "rope" and self.head_dim % 2:
+            raise ValueError(f"RoPE rotates pairs of dimensions: head size must be even, got {self.head_dim}")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ValueError(f"sliding_window must be a positive integer or None, got {self.sliding_window!r}")
+        if self.mlp == "moe" and not 1 <= self.n_expert_per_token <= self.n_expert:
+            raise ValueError(f"mlp='moe' needs 1 <= n_expert_per_token ({self.n_expert_per_token}) "
+                             f"<= n_expert ({self.n_expert})")
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_size if self.head_size is not None else self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head if self.n_kv_head is not None else self.n_head
 
     @property
     def mlp_dim(self) -> int:
@@ -185,19 +249,22 @@ NO_MASK = torch.empty(0)  # sentinel: "attend to every key" (a lone new token an
 
 
 def attention_mask_bias(q_pos: torch.Tensor, k_len: int, key_padding: torch.Tensor | None,
-                        dtype: torch.dtype) -> torch.Tensor:
+                        dtype: torch.dtype, window: int | None = None) -> torch.Tensor:
     """Additive attention bias: 0 where a query may look, -inf where it may not.
 
     Args:
         q_pos: (T,) absolute positions of the queries in the cache/sequence.
         k_len: number of keys.
         key_padding: optional (B, k_len) bool, True for real tokens, False for padding.
+        window: sliding-window size: a query sees only keys less than ``window`` positions back.
 
     Returns:
         (1 or B, 1, T, k_len) bias to add to the attention scores.
     """
     k_pos = torch.arange(k_len, device=q_pos.device)
     allowed = k_pos[None, :] <= q_pos[:, None]  # (T, k_len): causal
+    if window is not None:
+        allowed = allowed & (q_pos[:, None] - k_pos[None, :] < window)
     allowed = allowed[None, None]  # (1, 1, T, k_len)
     if key_padding is not None:
         allowed = allowed & key_padding[:, None, None, :]
@@ -209,35 +276,56 @@ def attention_mask_bias(q_pos: torch.Tensor, k_len: int, key_padding: torch.Tens
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where each position sees only itself and the past."""
+    """Multi-head self-attention where each position sees only itself and the past.
+
+    With ``n_kv_head < n_head`` (grouped-query attention, Ainslie et al., 2023, arXiv:2305.13245)
+    groups of query heads share one key/value head, shrinking the KV cache by n_head/n_kv_head.
+    """
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
         super().__init__()
-        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         self.layer_idx = layer_idx
         self.impl = config.attn_impl
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q|k|v
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        qkv_bias = config.bias if config.qkv_bias is None else config.qkv_bias
+        q_dim, kv_dim = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        self.splits = (q_dim, kv_dim, kv_dim)
+        self.c_attn = nn.Linear(config.n_embd, q_dim + 2 * kv_dim, bias=qkv_bias)  # q|k|v
+        self.c_proj = nn.Linear(q_dim, config.n_embd, bias=config.bias)
+        if config.qk_norm:  # Qwen3: normalise each head's queries and keys (stabilises logits)
+            self.q_norm = RMSNorm(self.head_dim, config.layer_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.layer_norm_eps)
+        self.qk_norm = config.qk_norm
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, cache: KVCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                need_weights: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, T, C) → (y (B, T, C), attention weights (B, nh, T, S) or None).
 
         ``bias`` is the additive mask from ``attention_mask_bias``; ``None`` means plain causal
         attention over exactly these T positions (training), which lets SDPA use its fastest
         path; ``NO_MASK`` means every key is visible (one new token attending to its past).
+        ``rope`` is the (cos, sin) pair of rotary embeddings for these positions, if used.
         """
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, nh, T, hs): each head attends in its own subspace
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        B, T, _ = x.shape
+        q, k, v = self.c_attn(x).split(self.splits, dim=2)
+        # (B, T, nh*hs) -> (B, nh, T, hs): each head attends in its own subspace
+        q = q.view(B, T, self.n_head, self.head_dim)
+        k = k.view(B, T, self.n_kv_head, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)  # (B, nh, S, hs) with S = past + T
+            k, v = cache.update(self.layer_idx, k, v)  # (B, n_kv, S, hs) with S = past + T
+        if self.n_kv_head != self.n_head:  # each key/value head serves n_head / n_kv_head queries
+            k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
 
         p = self.dropout if self.training else 0.0
         weights = None
@@ -257,7 +345,7 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # heads side by side
         return self.resid_dropout(self.c_proj(y)), weights
 
 
@@ -274,19 +362,36 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
 
 
+def make_norm(config: GPTConfig) -> nn.Module:
+    """LayerNorm (GPT-2) or RMSNorm (Llama, Qwen), as the config says."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd, config.layer_norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+
+
+def make_mlp(config: GPTConfig) -> nn.Module:
+    """GELU MLP (GPT-2), SwiGLU (Llama, Qwen) or a mixture of SwiGLU experts (Mixtral)."""
+    if config.mlp == "swiglu":
+        return SwiGLU(config.n_embd, config.mlp_dim, config.bias)
+    if config.mlp == "moe":
+        return MoE(config.n_embd, config.mlp_dim, config.n_expert, config.n_expert_per_token, config.bias)
+    return MLP(config)
+
+
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = make_mlp(config)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, cache: KVCache | None = None,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, weights = self.attn(self.ln_1(x), bias, cache, need_weights)
+                need_weights: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.ln_1(x), bias, cache, need_weights, rope)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, weights
@@ -313,11 +418,12 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
+            ln_f=make_norm(config),
         ))
+        if config.pos_emb == "learned":  # RoPE models encode positions inside attention instead
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # one matrix reads and writes tokens
@@ -347,8 +453,18 @@ class GPT(nn.Module):
         """Parameter count, the tied LM head counted once (GPT-2 small: 124,439,808)."""
         n = sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once
         if exclude_embeddings:
-            n -= self.transformer.wpe.weight.numel() + self.transformer.wte.weight.numel()
+            n -= self.transformer.wte.weight.numel()
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
         return n
+
+    def aux_loss(self) -> torch.Tensor:
+        """Mixture-of-experts load-balancing loss of the last forward pass, already scaled by
+        ``config.moe_aux_loss_coef`` (zero for dense models): add it to the training loss."""
+        losses = [b.mlp.aux_loss for b in self.transformer.h if isinstance(b.mlp, MoE)]
+        if not losses:
+            return torch.zeros((), device=self.device)
+        return self.config.moe_aux_loss_coef * torch.stack(losses).mean()
 
     def make_cache(self, batch_size: int, max_len: int | None = None, *, fixed_shape: bool = False,
                    dtype: torch.dtype | None = None) -> KVCache:
@@ -360,7 +476,7 @@ class GPT(nn.Module):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         c = self.config
         dtype = dtype or self.transformer.wte.weight.dtype
-        return KVCache(c.n_layer, batch_size, c.n_head, max_len, c.head_dim, self.device, dtype, fixed_shape)
+        return KVCache(c.n_layer, batch_size, c.kv_heads, max_len, c.head_dim, self.device, dtype, fixed_shape)
 
     # ---- forward -------------------------------------------------------------------------
 
@@ -401,10 +517,12 @@ class GPT(nn.Module):
             else:
                 position_ids = torch.arange(past, past + T, device=device)[None]
 
+        window = self.config.sliding_window
         bias = None
-        if cache is not None and T == 1 and attention_mask is None and not cache.fixed_shape:
+        if cache is not None and T == 1 and attention_mask is None and not cache.fixed_shape and (
+                window is None or past < window):
             bias = NO_MASK  # the usual decode step: the new token may see everything cached
-        elif cache is not None or attention_mask is not None:
+        elif cache is not None or attention_mask is not None or window is not None:
             k_len = cache.max_len if (cache is not None and cache.fixed_shape) else past + T
             padding = None
             if attention_mask is not None:
@@ -412,13 +530,21 @@ class GPT(nn.Module):
                 if padding.shape[1] < k_len:  # fixed-shape cache: future slots count as padding
                     padding = F.pad(padding, (0, k_len - padding.shape[1]), value=False)
             q_pos = torch.arange(past, past + T, device=device)
-            bias = attention_mask_bias(q_pos, k_len, padding, self.transformer.wte.weight.dtype)
+            bias = attention_mask_bias(q_pos, k_len, padding, self.transformer.wte.weight.dtype, window)
 
-        x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C)
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        if self.config.pos_emb == "learned":
+            x = x + self.transformer.wpe(position_ids)
+        else:  # rotary: computed once here, applied to q and k in every layer
+            c = self.config
+            inv_freq = rope_frequencies(c.head_dim, c.rope_theta, c.rope_scaling, device)
+            pos = position_ids.expand(B, T) if position_ids.shape[0] == 1 else position_ids
+            rope = rope_cos_sin(pos, inv_freq, x.dtype)
         x = self.transformer.drop(x)
         attentions = []
         for block in self.transformer.h:
-            x, w = block(x, bias, cache, output_attentions)
+            x, w = block(x, bias, cache, output_attentions, rope)
             attentions.append(w)
         if cache is not None:
             cache.seq_len = past + T
@@ -452,16 +578,18 @@ class GPT(nn.Module):
     @classmethod
     def from_pretrained(cls, path, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None) -> "GPT":
-        """Load a Hugging Face GPT-2 directory (config.json + model.safetensors)."""
-        from llmnotes.hf import load_gpt2_dir
+        """Load a Hugging Face directory (config.json + model.safetensors): GPT-2, or the Llama
+        family (Llama, Mistral, Qwen2, Qwen3, Mixtral)."""
+        from llmnotes.hf import load_model_dir
 
-        return load_gpt2_dir(path, device=device, dtype=dtype)
+        return load_model_dir(path, device=device, dtype=dtype)
 
     def save_pretrained(self, path) -> None:
-        """Write a directory that ``transformers.GPT2LMHeadModel.from_pretrained`` loads."""
-        from llmnotes.hf import save_gpt2_dir
+        """Write a directory that ``transformers`` loads: ``GPT2LMHeadModel`` for GPT-2-style
+        configs, ``LlamaForCausalLM``/``Qwen3ForCausalLM``/... for Llama-style ones."""
+        from llmnotes.hf import save_model_dir
 
-        save_gpt2_dir(self, path)
+        save_model_dir(self, path)
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
