@@ -178,6 +178,11 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> 
     a model's parameter arrays and ``f`` recomputes the loss. The error of the central
     difference ``(f(x + eps) - f(x - eps)) / (2 eps)`` is ``O(eps^2)``, against ``O(eps)`` for a
     one-sided difference; ``eps`` near ``1e-6`` balances it against float64 rounding.
+
+    Example:
+        >>> x = np.array([1.0, -2.0])
+        >>> numerical_grad(lambda: float(np.sum(x ** 2)), x).round(6).tolist()   # 2x
+        [2.0, -4.0]
     """
     if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
         raise TypeError("x must be a float64 NumPy array that f reads (it is perturbed in place)")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-ArrayLike = np.ndarray
-
 
 def _logits(x, name: str = "logits") -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
