@@ -121,7 +121,7 @@ class SGD(_ScratchOptimizer):
     def _update(self, p, grad, state, group):
         d = grad
         if group["weight_decay"] != 0:
-            d = d + group["weight_decay"] * p  # L2: the gradient of (wd/2)*||p||^2
+            d = d.add(p, alpha=group["weight_decay"])  # L2: the gradient of (wd/2)*||p||^2
         mu = group["momentum"]
         if mu != 0:
             if "momentum_buffer" not in state:
@@ -129,7 +129,7 @@ class SGD(_ScratchOptimizer):
             else:
                 buf = state["momentum_buffer"]
                 buf.mul_(mu).add_(d, alpha=1 - group["dampening"])
-            d = d + mu * buf if group["nesterov"] else buf
+            d = d.add(buf, alpha=mu) if group["nesterov"] else buf
         p.add_(d, alpha=-group["lr"])
 
 
@@ -174,14 +174,14 @@ class RMSprop(_ScratchOptimizer):
                 state["grad_avg"] = torch.zeros_like(p)
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * p
+            grad = grad.add(p, alpha=group["weight_decay"])
         alpha = group["alpha"]
         v = state["square_avg"]
         v.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)  # running mean of g^2
         if group["centered"]:
             m = state["grad_avg"]
-            m.mul_(alpha).add_(grad, alpha=1 - alpha)  # running mean of g
-            denom = (v - m * m).sqrt_().add_(group["eps"])  # running std of g
+            m.lerp_(grad, 1 - alpha)  # running mean of g
+            denom = v.addcmul(m, m, value=-1).sqrt_().add_(group["eps"])  # running std of g
         else:
             denom = v.sqrt().add_(group["eps"])
         if group["momentum"] > 0:
@@ -243,7 +243,7 @@ class Adam(_ScratchOptimizer):
             if self._decoupled:
                 p.mul_(1 - lr * wd)  # AdamW: shrink the weights, outside the adaptive scaling
             else:
-                grad = grad + wd * p  # Adam: L2 term joins the gradient
+                grad = grad.add(p, alpha=wd)  # Adam: L2 term joins the gradient
 
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(grad, 1 - beta1)  # m = beta1*m + (1-beta1)*g
@@ -254,7 +254,7 @@ class Adam(_ScratchOptimizer):
         bias_correction1 = 1 - beta1**t
         bias_correction2 = 1 - beta2**t
         # theta -= lr * m_hat / (sqrt(v_hat) + eps), arranged as torch does to round the same way
-        denom = (v.sqrt() / math.sqrt(bias_correction2)).add_(group["eps"])
+        denom = (v.sqrt() / bias_correction2**0.5).add_(group["eps"])
         p.addcdiv_(m, denom, value=-lr / bias_correction1)
 
 
