@@ -34,31 +34,76 @@ def _positive(name: str, value) -> None:
 # ---- parameters ---------------------------------------------------------------------------
 
 
+def _norm_params(config, dim: int) -> int:
+    if getattr(config, "norm", "layernorm") == "rmsnorm":
+        return dim  # RMSNorm: a gain, no bias
+    return dim * (2 if getattr(config, "bias", True) else 1)  # LayerNorm: gain (+ bias)
+
+
+def _swiglu_params(d: int, h: int, b: int) -> int:
+    return d * 2 * h + b * 2 * h + h * d + b * d  # [gate | up] then down
+
+
+def param_breakdown(config) -> dict[str, int]:
+    """Parameters by component: token/position tables, attention, MLP, norms, LM head.
+
+    Also ``"mlp_active"``: the MLP parameters one token actually uses (differs from ``"mlp"``
+    only for a mixture of experts, where each token visits ``n_expert_per_token`` experts).
+    """
+    _check_config(config)
+    d, L = config.n_embd, config.n_layer
+    b = 1 if getattr(config, "bias", True) else 0
+    n_head = config.n_head
+    head = getattr(config, "head_size", None) or d // n_head
+    kv = getattr(config, "n_kv_head", None) or n_head
+    qkv_bias = b if getattr(config, "qkv_bias", None) is None else int(bool(config.qkv_bias))
+    q_dim, kv_dim = n_head * head, kv * head
+    attn = d * (q_dim + 2 * kv_dim) + qkv_bias * (q_dim + 2 * kv_dim)  # c_attn: q | k | v
+    attn += q_dim * d + b * d                                           # c_proj
+    if getattr(config, "qk_norm", False):
+        attn += 2 * head                                                # per-head RMSNorm gains
+    h = getattr(config, "n_inner", None) or 4 * d
+    kind = getattr(config, "mlp", "gelu")
+    if kind == "gelu":
+        mlp = mlp_active = d * h + b * h + h * d + b * d                # c_fc, c_proj
+    elif kind == "swiglu":
+        mlp = mlp_active = _swiglu_params(d, h, b)
+    else:  # "moe": a router plus n_expert SwiGLU experts, k of them used per token
+        router, expert = d * config.n_expert, _swiglu_params(d, h, b)
+        mlp = router + config.n_expert * expert
+        mlp_active = router + config.n_expert_per_token * expert
+    learned_pos = getattr(config, "pos_emb", "learned") == "learned"
+    return {
+        "wte": config.vocab_size * d,
+        "wpe": config.block_size * d if learned_pos else 0,
+        "attention": L * attn,
+        "mlp": L * mlp,
+        "mlp_active": L * mlp_active,
+        "norms": (2 * L + 1) * _norm_params(config, d),
+        "lm_head": 0 if getattr(config, "tie_embeddings", True) else config.vocab_size * d,
+    }
+
+
 def count_params(config, *, exclude_embeddings: bool = False) -> int:
     """Number of parameters of ``GPT(config)``, a tied LM head counted once.
 
-    Per block: two LayerNorms (``2·d`` each with bias), the attention's QKV projection
-    (``d·3d + 3d``) and output projection (``d·d + d``), the MLP (``d·h + h`` and ``h·d + d``,
-    ``h = 4d`` by default). Plus token (``V·d``) and position (``T·d``) tables, the final
-    LayerNorm, and an untied LM head (``V·d``) if there is one.
+    For GPT-2, per block: two LayerNorms (``2·d`` each with bias), the attention's QKV
+    projection (``d·3d + 3d``) and output projection (``d·d + d``), the MLP (``d·h + h`` and
+    ``h·d + d``, ``h = 4d``): ``12d² + 13d``. Plus token (``V·d``) and position (``T·d``)
+    tables, the final LayerNorm, and an untied LM head (``V·d``) if there is one. The Llama-style
+    options (RMSNorm, SwiGLU, grouped-query attention, RoPE, mixture of experts) are counted too.
+
+    Args:
+        exclude_embeddings: leave out the token and position tables (as
+            ``GPT.num_params(exclude_embeddings=True)``).
 
     >>> from llmnotes.model import GPTConfig
     >>> count_params(GPTConfig.from_preset("gpt2"))
     124439808
     """
-    _check_config(config)
-    d, L = config.n_embd, config.n_layer
-    h = getattr(config, "n_inner", None) or 4 * d
-    bias = getattr(config, "bias", True)
-    b = 1 if bias else 0
-    ln = d + b * d                                      # LayerNorm gain (+ bias)
-    attn = d * 3 * d + b * 3 * d + d * d + b * d        # c_attn + c_proj
-    mlp = d * h + b * h + h * d + b * d                 # c_fc + c_proj
-    per_block = 2 * ln + attn + mlp
-    embeddings = config.vocab_size * d + config.block_size * d
-    head = 0 if getattr(config, "tie_embeddings", True) else config.vocab_size * d
-    total = embeddings + L * per_block + ln + head
-    return total - embeddings if exclude_embeddings else total
+    parts = param_breakdown(config)
+    total = sum(v for k, v in parts.items() if k != "mlp_active")
+    return total - parts["wte"] - parts["wpe"] if exclude_embeddings else total
 
 
 # ---- FLOPs --------------------------------------------------------------------------------
@@ -68,7 +113,8 @@ def flops_per_token(config, seq_len: int | None = None, *, training: bool = True
     """FLOPs to process one token, PaLM-style: ``6N + 12·L·T·d`` for training.
 
     ``N`` counts the weights that multiply activations: everything but the position table (and,
-    with an untied head, the input token table, which is only a lookup). A matmul with ``N``
+    with an untied head, the input token table, which is only a lookup); for a mixture of
+    experts, only the experts a token is routed to. A matmul with ``N``
     weights costs ``2N`` FLOPs per token forward (a multiply and an add per weight) and ``4N``
     backward (gradients for the activations and for the weights): ``6N`` in all. Attention
     adds, per layer and token, ``QKᵀ`` and ``A·V`` at ``2·T·d`` each forward, i.e. ``12·L·T·d``
@@ -84,10 +130,15 @@ def flops_per_token(config, seq_len: int | None = None, *, training: bool = True
     T = config.block_size if seq_len is None else seq_len
     if isinstance(T, bool) or not isinstance(T, int) or T <= 0:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
-    n = count_params(config) - config.block_size * config.n_embd
-    if not getattr(config, "tie_embeddings", True):
-        n -= config.vocab_size * config.n_embd
-    attention = 2 * config.n_layer * T * config.n_embd  # per forward matmul (QKᵀ or A·V) per token
+    parts = param_breakdown(config)
+    # weights a token passes through: the token table only as the (tied) output head, and
+    # only the experts it is routed to
+    n = count_params(config) - parts["wpe"] - parts["mlp"] + parts["mlp_active"]
+    if parts["lm_head"]:
+        n -= parts["wte"]  # untied: the input table is a lookup, the head is the matmul
+    n_head = config.n_head
+    q_dim = n_head * (getattr(config, "head_size", None) or config.n_embd // n_head)
+    attention = 2 * config.n_layer * T * q_dim  # per forward matmul (QKᵀ or A·V) per token
     return (6 * n + 6 * attention) if training else (2 * n + 2 * attention)
 
 

@@ -1,0 +1,132 @@
+"""Calculators: parameter counts against real models, FLOPs by hand, memory, Chinchilla."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from llmnotes.calc import (PFS_DAY, MemoryEstimate, activation_bytes, chinchilla_optimal, count_params,
+                           flops_per_token, from_pfs_days, to_pfs_days, training_flops, training_memory)
+from llmnotes.model import GPT, PRESETS, GPTConfig
+
+
+def test_gpt2_small_count():
+    assert count_params(GPTConfig.from_preset("gpt2")) == 124_439_808
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("overrides", [{}, {"bias": False}, {"tie_embeddings": False}, {"n_inner": 100},
+                                       {"n_kv_head": 1}, {"qkv_bias": True}])
+def test_count_matches_the_model(preset, overrides):
+    if overrides and PRESETS[preset].get("vocab_size", 50257) > 4096:
+        pytest.skip("variants are checked on the small presets (the big ones are slow to build)")
+    if "n_kv_head" in overrides and PRESETS[preset].get("n_kv_head") is None:
+        pytest.skip("n_kv_head=1 needs a preset with grouped-query attention")
+    config = GPTConfig.from_preset(preset, **overrides)
+    with torch.device("meta"):  # no memory for the big presets
+        model = GPT(config)
+    assert count_params(config) == model.num_params()
+    assert count_params(config, exclude_embeddings=True) == model.num_params(exclude_embeddings=True)
+
+
+def test_count_matches_hugging_face_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=32, n_embd=48, n_layer=3, n_head=4))
+    ours = GPTConfig(vocab_size=300, block_size=32, n_embd=48, n_layer=3, n_head=4)
+    assert count_params(ours) == sum(p.numel() for p in hf.parameters())
+
+
+def test_flops_per_token_by_hand():
+    c = GPTConfig.from_preset("gpt2")
+    n = 124_439_808 - 1024 * 768  # the position table multiplies nothing
+    assert flops_per_token(c) == 6 * n + 12 * 12 * 1024 * 768
+    assert flops_per_token(c, seq_len=128, training=False) == 2 * n + 4 * 12 * 128 * 768
+    untied = c.replace(tie_embeddings=False)
+    assert flops_per_token(untied) == flops_per_token(c)  # the head is counted once either way
+    with pytest.raises(ValueError, match="seq_len"):
+        flops_per_token(c, seq_len=0)
+    with pytest.raises(TypeError, match="GPTConfig"):
+        flops_per_token({"n_layer": 2})
+
+
+def test_flops_agree_with_a_profiler_count():
+    """torch's FLOP counter on one forward of a bias-free model: matmuls only."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = GPTConfig(vocab_size=256, block_size=32, n_layer=2, n_head=2, n_embd=64, bias=False, attn_impl="manual")
+    model = GPT(c)
+    idx = torch.zeros(1, 32, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        model(idx)
+    # flops_per_token's N also holds the LayerNorm gains (2 per block + the final one), which
+    # multiply elementwise rather than in a matmul: the profiler does not count them.
+    layer_norm_params = c.n_layer * 2 * c.n_embd + c.n_embd
+    T = 32
+    assert counter.get_total_flops() == T * flops_per_token(c, training=False) - T * 2 * layer_norm_params
+
+
+def test_memory_bytes_per_parameter():
+    one_b = 1e9
+    fp32 = training_memory(one_b, precision="fp32")
+    assert fp32.weights == 4e9  # 1B fp32 weights ≈ 4 GB
+    assert (fp32.weights, fp32.gradients, fp32.optimizer) == (4e9, 4e9, 8e9)  # 4 + 4 + 8
+    mixed = training_memory(one_b, precision="mixed")
+    assert (mixed.weights, mixed.gradients, mixed.optimizer) == (2e9, 2e9, 12e9)  # 2 + 2 + 12
+    assert mixed.total == fp32.total == 16e9
+    assert training_memory(one_b, optimizer="adamw") == mixed
+    assert training_memory(one_b, precision="fp32", optimizer="sgd").optimizer == 4e9
+
+
+def test_zero_stages_divide_by_the_gpu_count():
+    n, g = 7.5e9, 64  # the ZeRO paper's example: 7.5B parameters on 64 GPUs
+    base = training_memory(n)
+    assert base.total == 120e9  # 16 bytes/param without ZeRO
+    z1, z2, z3 = (training_memory(n, zero_stage=s, n_gpus=g) for s in (1, 2, 3))
+    assert z1.total == pytest.approx(2 * n + 2 * n + 12 * n / g)  # 31.4 GB in the paper
+    assert z2.total == pytest.approx(2 * n + (2 + 12) * n / g)    # 16.6 GB
+    assert z3.total == pytest.approx(16 * n / g)                  # 1.9 GB
+    assert round(z1.total / 1e9, 1) == 31.4 and round(z2.total / 1e9, 1) == 16.6
+    assert round(z3.total / 1e9, 2) == 1.88
+    assert z3.gib()["total"] == pytest.approx(z3.total / 2**30)
+
+
+def test_memory_rejects_bad_input():
+    with pytest.raises(ValueError, match="zero_stage"):
+        training_memory(1e9, zero_stage=4)
+    with pytest.raises(ValueError, match="precision"):
+        training_memory(1e9, precision="fp8")
+    with pytest.raises(ValueError, match="n_gpus"):
+        training_memory(1e9, n_gpus=0)
+    with pytest.raises(ValueError, match="n_params"):
+        training_memory(-1)
+
+
+def test_activation_estimate():
+    c = GPTConfig.from_preset("gpt2")
+    full = activation_bytes(c, batch_size=1)
+    s, h, a = 1024, 768, 12
+    assert full == pytest.approx(12 * s * h * (34 + 5 * a * s / h) + 4 * s * c.vocab_size)
+    assert activation_bytes(c, 1, recompute=True) < full / 3
+    assert activation_bytes(c, 2) == pytest.approx(2 * full)
+    est = training_memory(1e8, activations=full)
+    assert isinstance(est, MemoryEstimate) and est.total == pytest.approx(1.6e9 + full)
+
+
+def test_chinchilla():
+    n, d = chinchilla_optimal(5.88e23)
+    assert n == pytest.approx(70e9, rel=1e-9) and d == pytest.approx(1.4e12, rel=1e-9)
+    assert training_flops(70e9, 1.4e12) == pytest.approx(5.88e23)
+    n2, d2 = chinchilla_optimal(4 * 5.88e23)  # 4× compute → 2× params and 2× tokens
+    assert n2 == pytest.approx(2 * n) and d2 == pytest.approx(2 * d)
+    with pytest.raises(ValueError, match="compute_flops"):
+        chinchilla_optimal(0)
+
+
+def test_pfs_days():
+    assert PFS_DAY == 8.64e19
+    assert to_pfs_days(3.14e23) == pytest.approx(3634, rel=1e-3)  # GPT-3 175B: ~3,640 PF/s-days
+    assert from_pfs_days(to_pfs_days(1e21)) == pytest.approx(1e21)
+    assert math.isclose(to_pfs_days(training_flops(175e9, 300e9)), 3645.8, rel_tol=1e-3)
