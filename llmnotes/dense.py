@@ -78,7 +78,7 @@ class EmbeddingCache:
         if path.exists():
             with np.load(path, allow_pickle=False) as data:  # plain arrays only
                 for k, v in zip(data["keys"], data["vectors"]):
-                    into.setdefault(str(k), v.astype(np.float32))
+                    into.setdefault(k.decode("ascii"), v.astype(np.float32))
 
     def _get(self, key: str) -> np.ndarray | None:
         return self._rows[key] if key in self._rows else self._seed.get(key)
@@ -101,7 +101,7 @@ class EmbeddingCache:
     def save(self, path: str | Path, keys: Sequence[str], dtype=np.float32) -> None:
         """Write the rows for ``keys`` to ``path`` (atomically), e.g. a shipped seed file."""
         with atomic_path(path) as tmp, tmp.open("wb") as f:
-            np.savez(f, keys=np.array(list(keys)),
+            np.savez(f, keys=np.array(list(keys), dtype="S64"),  # hex SHA-256, as bytes
                      vectors=np.stack([self._get(k) for k in keys]).astype(dtype))
 
 
