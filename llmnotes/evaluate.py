@@ -1,0 +1,172 @@
+"""Evaluating language models: perplexity, and multiple-choice scoring by log-likelihood.
+
+* ``perplexity`` is exp(mean next-token cross-entropy) over a text, computed with a sliding
+  window so texts longer than the context are scored with as much left context as possible (the
+  same strided scheme as Hugging Face's perplexity guide).
+* ``choice_logprobs`` scores each candidate continuation by the sum of its tokens'
+  log-probabilities; ``multiple_choice_accuracy`` picks the best-scoring choice, optionally
+  length-normalised (per token or per byte, as evaluation harnesses score MMLU- or
+  HellaSwag-style tasks), with optional few-shot examples prepended.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+NORMALISATIONS = ("none", "token", "byte")
+
+
+@dataclass(frozen=True)
+class MCItem:
+    """One multiple-choice question: a context, candidate continuations, the right one's index."""
+
+    context: str
+    choices: tuple[str, ...]
+    answer: int
+
+    def __post_init__(self) -> None:
+        if not self.context:
+            raise ValueError("context must be a non-empty string")
+        if len(self.choices) < 2:
+            raise ValueError(f"an item needs at least 2 choices, got {len(self.choices)}")
+        if not 0 <= self.answer < len(self.choices):
+            raise ValueError(f"answer index {self.answer} is out of range for {len(self.choices)} choices")
+
+
+def load_mc_items(path: str | Path | None = None) -> list[MCItem]:
+    """Read a JSON-lines file of {"context", "choices", "answer"}; default: the shipped story set."""
+    if path is None:
+        text = resources.files("llmnotes").joinpath("assets/eval/stories_mc.jsonl").read_text(encoding="utf-8")
+        source = "stories_mc.jsonl"
+    else:
+        text, source = Path(path).read_text(encoding="utf-8"), str(path)
+    items = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            items.append(MCItem(row["context"], tuple(row["choices"]), int(row["answer"])))
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"{source} line {n} is not a valid item ({err}): {line[:80]!r}") from err
+    return items
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def token_nll(model: torch.nn.Module, ids: Sequence[int], block_size: int | None = None,
+              stride: int | None = None) -> torch.Tensor:
+    """Negative log-likelihood of every token after the first, (len(ids) - 1,), sliding a window of
+    ``block_size`` tokens by ``stride``; each token is scored once, with the most context available."""
+    block_size = block_size or model.config.block_size
+    stride = stride or block_size
+    if not 0 < stride <= block_size:
+        raise ValueError(f"stride must be in [1, block_size={block_size}], got {stride}")
+    ids_t = torch.as_tensor(list(ids), dtype=torch.long, device=_device(model))
+    n = ids_t.numel()
+    if n < 2:
+        raise ValueError(f"need at least 2 tokens to measure next-token loss, got {n}")
+    nll = torch.empty(n - 1, device=ids_t.device)
+    scored = 0  # tokens 1..scored already have a loss
+    start = 0
+    while scored < n - 1:
+        end = min(start + block_size, n)
+        window = ids_t[start:end][None]
+        logp = F.log_softmax(model(window[:, :-1]).float(), dim=-1)[0]  # (W-1, V)
+        targets = window[0, 1:]
+        losses = -logp.gather(1, targets[:, None])[:, 0]  # loss of token start+1+i
+        new_from = scored - start  # skip tokens an earlier window already scored
+        nll[scored:end - 1] = losses[new_from:]
+        scored = end - 1
+        start += stride
+        if start + 1 > scored:  # never leave a gap between windows
+            start = scored
+    return nll
+
+
+def perplexity(model: torch.nn.Module, text_or_ids: str | Sequence[int], tokenizer=None,
+               block_size: int | None = None, stride: int | None = None) -> float:
+    """exp(mean next-token cross-entropy) of a text (needs ``tokenizer``) or a list of token ids."""
+    if isinstance(text_or_ids, str):
+        if tokenizer is None:
+            raise ValueError("perplexity of a string needs tokenizer=...; or pass token ids")
+        if not text_or_ids:
+            raise ValueError("cannot measure the perplexity of an empty text")
+        ids = tokenizer.encode(text_or_ids, allowed_special="all")
+    else:
+        ids = list(text_or_ids)
+    was_training = model.training
+    model.eval()
+    try:
+        return math.exp(token_nll(model, ids, block_size, stride).mean().item())
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def choice_logprobs(model: torch.nn.Module, tokenizer, context: str, choices: Sequence[str]) -> list[tuple[float, int]]:
+    """(sum of log-probabilities, number of tokens) of each choice as a continuation of context."""
+    ctx = tokenizer.encode(context)
+    out = []
+    for choice in choices:
+        cont = tokenizer.encode(choice)
+        if not cont:
+            raise ValueError(f"choice {choice!r} encodes to no tokens")
+        ids = (ctx + cont)[-model.config.block_size - 1:]
+        x = torch.tensor([ids[:-1]], device=_device(model))
+        logp = F.log_softmax(model(x).float()[0], dim=-1)
+        positions = range(len(ids) - 1 - len(cont), len(ids) - 1)
+        total = sum(logp[p, ids[p + 1]].item() for p in positions)
+        out.append((total, len(cont)))
+    return out
+
+
+def few_shot_context(item: MCItem, examples: Sequence[MCItem], separator: str = "\n\n") -> str:
+    """Prepend solved examples ("context + right answer") to an item's context."""
+    shots = [ex.context + ex.choices[ex.answer] for ex in examples]
+    return separator.join([*shots, item.context])
+
+
+def multiple_choice_accuracy(model: torch.nn.Module, tokenizer, items: Sequence[MCItem], shots: int = 0,
+                             normalize: str = "none", seed: int = 0) -> float:
+    """Fraction of items whose best-scoring choice is the right one.
+
+    Args:
+        shots: solved examples drawn (seeded) from the *other* items and prepended to each context.
+        normalize: ``"none"`` (sum of log-probs: favours short answers), ``"token"`` (mean per
+            token) or ``"byte"`` (per UTF-8 byte of the choice: independent of the tokenizer).
+    """
+    if not items:
+        raise ValueError("items is empty: nothing to evaluate")
+    if normalize not in NORMALISATIONS:
+        raise ValueError(f"normalize must be one of {NORMALISATIONS}, got {normalize!r}")
+    if not 0 <= shots < len(items):
+        raise ValueError(f"shots must be in [0, {len(items) - 1}], got {shots}")
+    rng = random.Random(seed)
+    correct = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for i, item in enumerate(items):
+            pool = [x for j, x in enumerate(items) if j != i]
+            context = few_shot_context(item, rng.sample(pool, shots)) if shots else item.context
+            scores = []
+            for choice, (logp, n_tok) in zip(item.choices, choice_logprobs(model, tokenizer, context, item.choices)):
+                denom = {"none": 1, "token": n_tok, "byte": len(choice.encode("utf-8"))}[normalize]
+                scores.append(logp / denom)
+            correct += int(max(range(len(scores)), key=scores.__getitem__) == item.answer)
+    finally:
+        model.train(was_training)
+    return correct / len(items)
