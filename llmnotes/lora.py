@@ -1,0 +1,243 @@
+"""LoRA: low-rank adapters (Hu et al., 2021, "LoRA: Low-Rank Adaptation of Large Language
+Models", arXiv:2106.09685), and QLoRA when the frozen base is NF4 (Dettmers et al., 2023,
+arXiv:2305.14314).
+
+Finetuning changes a pretrained weight ``W`` (out, in) by some ``ΔW``. LoRA bets that the
+useful ``ΔW`` has low rank and trains it in factored form::
+
+    h = W x + (alpha / r) · B A x          A: (r, in), B: (out, r), r ≪ min(in, out)
+
+``W`` stays frozen; only ``A`` and ``B`` learn: ``r · (in + out)`` numbers instead of
+``in · out``. ``A`` starts random (Kaiming-uniform, as in the reference implementation and
+Hugging Face ``peft``) and ``B`` at zero, so at step 0 the adapted model *is* the pretrained
+model. Because ``B A`` has the same shape as ``W``, it can be folded in after training
+(``merge_lora``): the finetuned model then costs nothing extra at inference.
+
+The base layer can be anything with ``in_features``/``out_features`` that maps (..., in) to
+(..., out): an ``nn.Linear``, or a ``QuantizedLinear``/``NF4Linear`` from ``llmnotes.quantize``
+whose forward dequantizes its 4-bit weight on the fly — that is QLoRA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")  # attention q|k|v and output, MLP in and out
+
+
+class LoRALinear(nn.Module):
+    """A frozen base layer plus a trainable low-rank update ``(alpha / r) · B A``.
+
+    Args:
+        base: the layer to adapt (``nn.Linear`` or a quantized linear); its parameters are frozen.
+        r: rank of the update.
+        alpha: scale numerator; the update is multiplied by ``alpha / r`` so that changing ``r``
+            does not change the size of the initial learning dynamics much.
+        dropout: dropout applied to the adapter's input only (the base path sees ``x`` unchanged).
+
+    Attributes:
+        lora_A: ``nn.Linear(in, r)``, weight (r, in), Kaiming-uniform init.
+        lora_B: ``nn.Linear(r, out)``, weight (out, r), zero init.
+        scaling: ``alpha / r``.
+        merged: whether ``B A · scaling`` has been added into the base weight.
+    """
+
+    def __init__(self, base: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not (isinstance(r, int) and not isinstance(r, bool) and r > 0):
+            raise ValueError(f"r must be a positive integer, got {r!r}")
+        if not (isinstance(alpha, (int, float)) and alpha > 0):
+            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(base, LoRALinear):
+            raise TypeError("base is already a LoRALinear; apply LoRA once (or merge_lora first)")
+        if not (hasattr(base, "in_features") and hasattr(base, "out_features")):
+            raise TypeError(f"base must be a linear layer with in_features/out_features, got {type(base).__name__}")
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.r, self.alpha, self.scaling = r, float(alpha), float(alpha) / r
+        ref = next(iter(base.parameters()), None)
+        ref = ref if ref is not None else next(iter(base.buffers()))
+        dtype = ref.dtype if ref.dtype.is_floating_point else torch.float32
+        self.lora_A = nn.Linear(self.in_features, r, bias=False, device=ref.device, dtype=dtype)
+        self.lora_B = nn.Linear(r, self.out_features, bias=False, device=ref.device, dtype=dtype)
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.disabled = False
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # A: the default nn.Linear init (Kaiming-uniform with a=sqrt(5)), as peft does; B: zeros,
+        # so B A = 0 and training starts exactly from the pretrained function.
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}, alpha={self.alpha:g}, scaling={self.scaling:g}, merged={self.merged}"
+
+    def delta_weight(self) -> torch.Tensor:
+        """``ΔW = (alpha / r) · B A``, shape (out, in): what merging adds to the base weight."""
+        return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in) -> (..., out)
+        y = self.base(x)
+        if self.merged or self.disabled:
+            return y
+        # Two thin matmuls, (..., in) -> (..., r) -> (..., out); never form the (out, in) ΔW.
+        a = self.lora_A(self.lora_dropout(x).to(self.lora_A.weight.dtype))
+        return y + (self.lora_B(a) * self.scaling).to(y.dtype)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function with ΔW formed explicitly: ``x (W + ΔW)ᵀ + b`` (eval, no dropout)."""
+        w, bias = base_weight(self.base), getattr(self.base, "bias", None)
+        if not self.merged:
+            w = w + self.delta_weight()
+        return F.linear(x, w.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Add ΔW into an ``nn.Linear`` base weight (in place)."""
+        if not isinstance(self.base, nn.Linear):
+            raise TypeError(f"cannot merge into a {type(self.base).__name__} in place; "
+                            "use merge_lora(model), which replaces it with a dense nn.Linear")
+        if not self.merged:
+            self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Subtract ΔW again: back to the frozen base plus a separate adapter."""
+        if self.merged:
+            self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self.merged = False
+
+
+def base_weight(layer: nn.Module) -> torch.Tensor:
+    """The (out, in) float weight of a linear or quantized linear layer."""
+    if isinstance(layer, nn.Linear):
+        return layer.weight
+    if hasattr(layer, "dequantize_weight"):
+        return layer.dequantize_weight()
+    raise TypeError(f"cannot read a weight matrix from {type(layer).__name__}")
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    """Every ``LoRALinear`` in ``model`` with its qualified name."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+def apply_lora(model: nn.Module, r: int = 8, alpha: float = 16.0,
+               target_modules: Iterable[str] = DEFAULT_TARGETS, dropout: float = 0.0,
+               freeze_rest: bool = True) -> nn.Module:
+    """Wrap every layer whose name ends with one of ``target_modules`` in a ``LoRALinear``.
+
+    Args:
+        model: a ``GPT`` (any preset: GPT-2 style, Llama/Qwen style with GQA and SwiGLU, MoE), or
+            any module; quantized linears (``quantize_model(model, "nf4")``) give QLoRA.
+        r, alpha, dropout: see ``LoRALinear``.
+        target_modules: name suffixes, e.g. ``("c_attn",)`` for the attention input projection
+            only; ``"c_proj"`` matches both the attention and the MLP output projections.
+        freeze_rest: freeze every other parameter (embeddings, norms, biases), the LoRA recipe.
+
+    Returns:
+        ``model``, changed in place.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(target_modules, str):
+        target_modules = (target_modules,)
+    targets = tuple(target_modules)
+    if not targets:
+        raise ValueError("target_modules is empty; name at least one layer, e.g. ('c_attn',)")
+    if lora_layers(model):
+        raise ValueError("model already has LoRA adapters; merge_lora(model) first or adapt a fresh model")
+    chosen = [(n, m) for n, m in model.named_modules()
+              if n and n.split(".")[-1] in targets and hasattr(m, "in_features") and hasattr(m, "out_features")]
+    if not chosen:
+        names = sorted({n.split(".")[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"no layer matches target_modules={targets}; this model's linear layers are {names}")
+    if freeze_rest:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    for name, module in chosen:
+        _set_module(model, name, LoRALinear(module, r, alpha, dropout))
+    return model
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Replace every ``LoRALinear`` by a plain ``nn.Linear`` holding ``W + ΔW``; return ``model``.
+
+    A quantized base is dequantized first (the merged layer is dense float: re-quantize it
+    afterwards if you want a 4-bit model again). The result has no adapter parameters left.
+    """
+    for name, layer in lora_layers(model):
+        with torch.no_grad():
+            w = base_weight(layer.base).float()
+            if not layer.merged:
+                w = w + layer.delta_weight().float()
+            bias = getattr(layer.base, "bias", None)
+            dense = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None,
+                              device=w.device, dtype=layer.lora_A.weight.dtype)
+            dense.weight.copy_(w)
+            if bias is not None:
+                dense.bias.copy_(bias)
+        _set_module(model, name, dense)
+    return model
+
+
+def unmerge_lora(model: nn.Module) -> nn.Module:
+    """Undo ``LoRALinear.merge()`` on every adapter still in place (the inverse of merging in place)."""
+    for _, layer in lora_layers(model):
+        layer.unmerge()
+    return model
+
+
+@contextlib.contextmanager
+def disable_lora(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` without its adapters: the frozen base model (DPO's reference model for free)."""
+    layers = [m for _, m in lora_layers(model)]
+    if any(m.merged for m in layers):
+        raise ValueError("adapters are merged into the base weights; unmerge_lora(model) first")
+    previous = [m.disabled for m in layers]
+    for m in layers:
+        m.disabled = True
+    try:
+        yield model
+    finally:
+        for m, d in zip(layers, previous):
+            m.disabled = d
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapter weights (``...lora_A.weight``, ``...lora_B.weight``): the small file to ship."""
+    return {k: v for k, v in model.state_dict().items() if ".lora_A." in k or ".lora_B." in k}
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts, each shared tensor counted once.
+
+    A quantized layer's packed 4-bit weight is a buffer, not a parameter; it is counted in
+    ``total`` by its number of weights (``in * out``), so totals compare across precisions.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if hasattr(m, "qweight") and hasattr(m, "in_features") and not isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+    return trainable, total
