@@ -25,6 +25,8 @@ import contextlib
 import json
 import math
 import os
+import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -223,38 +225,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
 
 
 # --------------------------------------------------------------------------------------------
-# Data: windows of tokens, served in a seeded order whose position is saved
+# Data: windows of tokens (llmnotes.data.TokenDataset), served in a seeded, resumable order
 # --------------------------------------------------------------------------------------------
-
-
-class TokenWindows:
-    """(x, y) windows of ``block_size`` tokens over a 1-D token array, ``y`` shifted by one.
-
-    Window ``i`` starts at ``i * stride``. Works on a NumPy memmap, so a token file larger
-    than memory is read a window at a time.
-    """
-
-    def __init__(self, tokens, block_size: int, stride: int | None = None) -> None:
-        if block_size <= 0:
-            raise ValueError(f"block_size must be positive, got {block_size}")
-        self.tokens, self.block_size = tokens, block_size
-        self.stride = block_size if stride is None else stride
-        if self.stride <= 0:
-            raise ValueError(f"stride must be positive, got {self.stride}")
-        n = len(tokens) - block_size - 1  # the last window needs block_size + 1 tokens
-        self.n = 0 if n < 0 else n // self.stride + 1
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= i < self.n:
-            raise IndexError(f"window {i} out of range for {self.n} windows")
-        s = i * self.stride
-        chunk = torch.as_tensor(self.tokens[s:s + self.block_size + 1].astype("int64")
-                                if hasattr(self.tokens, "astype") else self.tokens[s:s + self.block_size + 1],
-                                dtype=torch.long)
-        return chunk[:-1], chunk[1:]
 
 
 class EpochSampler:
@@ -305,7 +277,9 @@ def as_dataset(data, block_size: int | None):
     if getattr(data, "ndim", None) == 1:
         if block_size is None:
             raise ValueError("a 1-D token array needs the model's block_size to cut windows")
-        return TokenWindows(data, block_size)
+        from llmnotes.data import TokenDataset
+
+        return TokenDataset(data, block_size)  # non-overlapping windows, y = x shifted by one
     raise TypeError("data must be a dataset of (x, y) pairs or a 1-D array of token ids, "
                     f"got {type(data).__name__}")
 
@@ -439,7 +413,9 @@ class Trainer:
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp_dtype):
             logits = self.model(x)  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        aux = getattr(self.raw_model, "aux_loss", None)  # mixture-of-experts load balancing
+        return loss + aux() if callable(aux) else loss
 
     def _micro_indices(self) -> list[list[int]]:
         """This rank's micro-batches for one step, cut from the global batch all ranks share."""
@@ -802,7 +778,8 @@ def run_train(args) -> int:
         export.to(DTYPES[args.save_dtype]).save_pretrained(out)
         if tokenizer is not None:
             tokenizer.save(out)
-        summary = {"steps": trainer.step, "tokens_seen": trainer.tokens_seen,
+        summary = {"command": "llmnotes " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None,
+                   "steps": trainer.step, "tokens_seen": trainer.tokens_seen,
                    "seconds": round(time.perf_counter() - start, 1),
                    "train_loss": next((r["loss"] for r in reversed(history) if "loss" in r), None),
                    "val_loss": next((r["val_loss"] for r in reversed(history) if "val_loss" in r), None),
