@@ -415,7 +415,7 @@ class Trainer:
             logits = self.model(x)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
         aux = getattr(self.raw_model, "aux_loss", None)  # mixture-of-experts load balancing
-        return loss + aux() if callable(aux) else loss
+        return loss + aux() if callable(aux) and self.model.training else loss  # not in val loss
 
     def _micro_indices(self) -> list[list[int]]:
         """This rank's micro-batches for one step, cut from the global batch all ranks share."""
