@@ -78,7 +78,8 @@ class EmbeddingCache:
         if path.exists():
             with np.load(path, allow_pickle=False) as data:  # plain arrays only
                 for k, v in zip(data["keys"], data["vectors"]):
-                    into.setdefault(k.decode("ascii"), v.astype(np.float32))
+                    key = k.decode("ascii") if isinstance(k, bytes) else str(k)
+                    into.setdefault(key, v.astype(np.float32))
 
     def _get(self, key: str) -> np.ndarray | None:
         return self._rows[key] if key in self._rows else self._seed.get(key)
