@@ -92,6 +92,23 @@ def compare_retrievers(chunks: Sequence[Chunk] | None = None, questions=None,
 
 # --- prompt assembly ----------------------------------------------------------------------
 
+def encode_plain(tokenizer, text: str) -> list[int]:
+    """Encode ``text`` with special-token strings treated as plain text.
+
+    Retrieved text is untrusted: a page that contains ``<|endoftext|>`` (this site's
+    tokenization page does) must not become the real end-of-text token in the prompt.
+    """
+    try:
+        return tokenizer.encode(text, allowed_special="none")
+    except TypeError:  # a tokenizer without special-token handling
+        return tokenizer.encode(text)
+
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """``text -> number of tokens``, for :func:`build_prompt`'s budget (see :func:`encode_plain`)."""
+    return lambda text: len(encode_plain(tokenizer, text))
+
+
 @dataclass
 class Prompt:
     """An assembled prompt.
@@ -131,7 +148,7 @@ def build_prompt(question: str, chunks: Sequence[Chunk], count_tokens: Callable[
     Args:
         question: the user's question.
         chunks: retrieved chunks, best first.
-        count_tokens: ``str -> int``, e.g. ``lambda s: len(tokenizer.encode(s))``.
+        count_tokens: ``str -> int``, e.g. ``token_counter(tokenizer)``.
         max_tokens: the budget for the whole prompt.
     """
     if not isinstance(question, str) or not question.strip():
@@ -179,7 +196,7 @@ def generate_local(prompt: str, model, tokenizer, max_new_tokens: int = 64,
 
     from llmnotes.sampling import generate
 
-    ids = tokenizer.encode(prompt)
+    ids = encode_plain(tokenizer, prompt)
     block = model.config.block_size
     if len(ids) + max_new_tokens > block:
         raise ValueError(f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) "
@@ -299,7 +316,7 @@ def run_ask(args: argparse.Namespace) -> int:
         budget = budget or model.config.block_size - args.max_new_tokens
         gen = lambda p: generate_local(p, model, tokenizer, args.max_new_tokens)  # noqa: E731
     result = ask(args.question, retriever, chunks, k=args.k, max_prompt_tokens=budget,
-                 count_tokens=lambda s: len(tokenizer.encode(s)), generate_fn=gen)
+                 count_tokens=token_counter(tokenizer), generate_fn=gen)
     if result.text is not None:
         who = args.endpoint or "the shipped tiny model (not instruction-tuned: expect a " \
                                "fluent guess, trust the sources)"

@@ -176,3 +176,38 @@ def test_cache_seed_files_are_read_not_copied(tmp_path):
     cache.embed(["another"], emb)
     own = np.load(cache.path)
     assert [k.decode() for k in own["keys"]] == [EmbeddingCache.key("another")]  # seed not copied
+
+
+def test_token_counter_treats_special_tokens_in_retrieved_text_as_plain_text():
+    from llmnotes.rag import encode_plain, shipped_tokenizer, token_counter
+    tok = shipped_tokenizer()
+    text = "the page says <|endoftext|> here"
+    ids = encode_plain(tok, text)
+    assert token_counter(tok)(text) == len(ids) > 3
+    special = tok.encode("<|endoftext|>", allowed_special="all")
+    assert len(special) == 1 and special[0] not in ids
+    assert tok.decode(ids) == text
+
+
+def test_generate_local_returns_only_new_text_and_checks_the_context():
+    import torch
+    from llmnotes import GPT, GPTConfig
+    from llmnotes.rag import generate_local, shipped_tokenizer
+    torch.manual_seed(0)
+    tok = shipped_tokenizer()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    prompt = "Question: what is BM25?\nAnswer:"
+    out = generate_local(prompt, model, tok, max_new_tokens=8)
+    assert isinstance(out, str) and "Question" not in out  # only the continuation, no prompt
+    with pytest.raises(ValueError, match="exceeds the model's block_size 64"):
+        generate_local("word " * 60, model, tok, max_new_tokens=8)
+
+
+def test_ask_command_prints_sources(capsys):
+    from llmnotes.cli import main
+    assert main(["ask", "why do gradients accumulate", "--retriever", "bm25", "--no-generate",
+                 "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Sources:\n[1] ") and out.count("\n[") == 3
+    assert main(["ask", "x", "--k", "0", "--retriever", "bm25"]) == 2
+    assert "--k must be a positive int" in capsys.readouterr().err
