@@ -21,7 +21,11 @@ model is dominated by per-step overhead, so one loop at a time loses little and 
 predictable; real engines (vLLM, TGI) instead batch many requests into every step ("continuous
 batching"). ``max_concurrent > 1`` runs several loops in parallel threads.
 
-Run it with ``llmnotes serve`` (see :func:`add_serve_arguments`).
+Run it with ``llmnotes serve`` (see :func:`add_serve_arguments`). The pieces live beside it:
+:mod:`llmnotes.serve_protocol` (request validation, chat templates, response shapes),
+:mod:`llmnotes.serve_engine` (the decode loop, streaming text, prefix and response caches),
+:mod:`llmnotes.serve_limits` (rate limits, the bounded queue) and :mod:`llmnotes.serve_metrics`
+(Prometheus metrics, the per-request log line).
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -52,8 +55,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from llmnotes.serve_engine import Delta, Engine, ResponseCache, Result
 from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimiter
-from llmnotes.serve_protocol import (APIError, GenerationRequest, chat_template_for,
-                                     parse_chat_request, parse_completion_request)
+from llmnotes.serve_metrics import RequestRecord, ServeMetrics
+from llmnotes.serve_protocol import (APIError, GenerationRequest, ResponseWriter, SamplingParams,
+                                     chat_template_for, parse_chat_request, parse_completion_request, sse)
 
 WEB_DIR = Path(__file__).parent / "assets" / "web"
 log = logging.getLogger("llmnotes.serve")
@@ -116,36 +120,6 @@ class ServeConfig:
             raise ValueError(f"response_cache_size must be an integer >= 0, got {self.response_cache_size!r}")
 
 
-class ServeMetrics:
-    """Prometheus metrics in a registry of their own (two apps in one process never collide)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter("llmnotes_requests", "API requests by endpoint and HTTP status",
-                                ["endpoint", "status"], registry=r)
-        self.errors = Counter("llmnotes_errors", "Failed API requests by error code", ["code"], registry=r)
-        self.prompt_tokens = Counter("llmnotes_prompt_tokens", "Prompt tokens of answered requests", registry=r)
-        self.completion_tokens = Counter("llmnotes_completion_tokens", "Tokens generated", registry=r)
-        self.response_cache = Counter("llmnotes_response_cache_lookups", "Response cache lookups",
-                                      ["result"], registry=r)
-        self.prefix_tokens = Counter("llmnotes_prefix_cache_tokens",
-                                     "Prompt tokens whose keys/values came from the prefix cache", registry=r)
-        buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-        self.latency = Histogram("llmnotes_request_duration_seconds", "Time from request to last byte",
-                                 ["endpoint"], buckets=buckets, registry=r)
-        self.ttft = Histogram("llmnotes_time_to_first_token_seconds", "Time from request to first text",
-                              ["endpoint"], buckets=buckets, registry=r)
-        self.active = Gauge("llmnotes_active_generations", "Generations running now", registry=r)
-        self.queued = Gauge("llmnotes_queued_requests", "Requests waiting for a generation slot", registry=r)
-
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
-
-
 def _eos_id(tokenizer: Any) -> int | None:
     for name in ("eos_id", "eot_id", "eos_token_id"):
         value = getattr(tokenizer, name, None)
@@ -161,21 +135,6 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
         return list(tokenizer.encode(text, allowed_special="none"))
     except TypeError:  # a tokenizer without special-token policies
         return list(tokenizer.encode(text))
-
-
-class _Request:
-    """What one API request carries through its life, and its one log line at the end."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint, self.t0 = endpoint, time.monotonic()
-        self.id = ("chatcmpl-" if "chat" in endpoint else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
-        self.first_text_at: float | None = None
-        self.prompt_tokens = self.completion_tokens = 0
-        self.finish_reason: str | None = None
-        self.cached = False
-        self.prefix_hit = 0
-        self.done = False
 
 
 def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
@@ -229,7 +188,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
     async def lifespan(app):
         # Warm up (first-call allocations, lazy imports) before /health says we are ready.
         await asyncio.get_running_loop().run_in_executor(
-            executor, lambda: engine.generate([0], _warmup_params()))
+            executor, lambda: engine.generate([0], SamplingParams(max_tokens=1, temperature=0.0)))
         state["ready"] = True
         yield
         state["ready"] = False
@@ -243,28 +202,6 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
 
     def error_response(err: APIError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
-
-    def finish(rec: _Request, status: int, code: str | None = None) -> None:
-        """Count, time and log a request exactly once."""
-        if rec.done:
-            return
-        rec.done = True
-        total = time.monotonic() - rec.t0
-        metrics.requests.labels(rec.endpoint, str(status)).inc()
-        metrics.latency.labels(rec.endpoint).observe(total)
-        if code is not None:
-            metrics.errors.labels(code).inc()
-        else:
-            metrics.prompt_tokens.inc(rec.prompt_tokens)
-            metrics.completion_tokens.inc(rec.completion_tokens)
-        ttft = None if rec.first_text_at is None else rec.first_text_at - rec.t0
-        if ttft is not None:
-            metrics.ttft.labels(rec.endpoint).observe(ttft)
-        log.info(json.dumps({
-            "event": "request", "id": rec.id, "endpoint": rec.endpoint, "status": status,
-            "error": code, "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
-            "ttft_s": None if ttft is None else round(ttft, 4), "total_s": round(total, 4),
-            "finish_reason": rec.finish_reason, "cached": rec.cached, "prefix_hit": rec.prefix_hit}))
 
     def authorize(request: Request) -> str:
         """Check the bearer key; return the rate-limit identity (the key's hash, or the address)."""
@@ -327,59 +264,9 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                            "context_length_exceeded")
         return ids
 
-    # -- response shapes ---------------------------------------------------------------------
-
-    def logprobs_json(kind: str, items: list, offset: int = 0) -> dict | None:
-        if kind == "chat":
-            return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
-                                 "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode())}
-                                                  for s, v in t.top]} for t in items]}
-        offsets, pos = [], offset
-        for t in items:
-            offsets.append(pos)
-            pos += len(t.token)
-        return {"tokens": [t.token for t in items], "token_logprobs": [t.logprob for t in items],
-                "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
-
-    def usage(rec: _Request) -> dict[str, int]:
-        return {"prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
-                "total_tokens": rec.prompt_tokens + rec.completion_tokens}
-
-    def full_response(req: GenerationRequest, rec: _Request, result: Result) -> dict:
-        lp = None
-        if req.params.logprobs is not None:
-            lp = logprobs_json(req.kind, [t for d in result.deltas for t in d.logprobs])
-        if req.kind == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": result.text},
-                      "logprobs": lp, "finish_reason": result.finish_reason}
-            obj = "chat.completion"
-        else:
-            choice = {"index": 0, "text": result.text, "logprobs": lp, "finish_reason": result.finish_reason}
-            obj = "text_completion"
-        return {"id": rec.id, "object": obj, "created": rec.created, "model": model_name,
-                "choices": [choice], "usage": usage(rec)}
-
-    def chunk(req: GenerationRequest, rec: _Request, text: str | None, items: list | None,
-              finish_reason: str | None, offset: int = 0, role: bool = False) -> str:
-        lp = logprobs_json(req.kind, items, offset) if (items and req.params.logprobs is not None) else None
-        if req.kind == "chat":
-            delta = {"role": "assistant", "content": ""} if role else ({} if text is None else {"content": text})
-            choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
-            obj = "chat.completion.chunk"
-        else:
-            choice = {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": finish_reason}
-            obj = "text_completion"
-        data = {"id": rec.id, "object": obj, "created": rec.created, "model": model_name, "choices": [choice]}
-        return f"data: {json.dumps(data)}\n\n"
-
     # -- generation --------------------------------------------------------------------------
 
-    def account(rec: _Request, result: Result) -> None:
-        rec.completion_tokens, rec.finish_reason = len(result.token_ids), result.finish_reason
-        rec.prefix_hit = result.prefix_hit
-        metrics.prefix_tokens.inc(result.prefix_hit)
-
-    def start_generation(req: GenerationRequest, rec: _Request, ids: list[int]):
+    def start_generation(req: GenerationRequest, rec: RequestRecord, ids: list[int]):
         """Run the decode loop in a worker thread; deltas arrive on the returned queue."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -410,7 +297,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         task.add_done_callback(background.discard)
         return task, queue, cancel
 
-    async def admit(rec: _Request) -> None:
+    async def admit() -> None:
         retry = str(admission.retry_after(state["seconds_per_request"]))
         try:
             await admission.acquire(cfg.queue_timeout)
@@ -422,36 +309,36 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
             raise APIError(503, f"No generation slot became free within {cfg.queue_timeout} s. Retry later.",
                            "server_error", None, "queue_timeout", {"Retry-After": retry}) from None
 
-    async def stream_events(req, rec, source, task: asyncio.Task | None, cancel: threading.Event | None):
+    def timeout_error() -> APIError:
+        return APIError(504, f"Generation stopped after request_timeout={cfg.request_timeout} s; "
+                        "ask for fewer tokens", "server_error", None, "timeout")
+
+    async def stream_events(req: GenerationRequest, rec: RequestRecord, out: ResponseWriter, source,
+                            task: asyncio.Task | None, cancel: threading.Event | None):
         """SSE events from ``source``: an async iterator of ("delta"|"done"|"error", payload)."""
         status, code, offset = 200, None, 0
         try:
             if req.kind == "chat":
-                yield chunk(req, rec, None, None, None, role=True)
+                yield out.chunk(None, role=True)
             async for kind, item in source:
                 if kind == "delta":
-                    yield chunk(req, rec, item.text, item.logprobs, None, offset)
+                    yield out.chunk(item.text, item.logprobs, offset=offset)
                     offset += len(item.text)
                 elif kind == "done":
-                    account(rec, item)
+                    rec.account(item)
                     if item.finish_reason == "timeout":
                         status, code = 504, "timeout"
-                        err = APIError(504, f"Generation stopped after request_timeout={cfg.request_timeout} s",
-                                       "server_error", None, "timeout")
-                        yield f"data: {json.dumps(err.body())}\n\n"
+                        yield sse(timeout_error().body())  # the openai client raises it as an APIError
                         return
-                    yield chunk(req, rec, None if req.kind == "chat" else "", None, item.finish_reason)
+                    yield out.chunk(None if req.kind == "chat" else "", finish_reason=item.finish_reason)
                     if req.include_usage:
-                        data = {"id": rec.id, "object": "chat.completion.chunk" if req.kind == "chat"
-                                else "text_completion", "created": rec.created, "model": model_name,
-                                "choices": [], "usage": usage(rec)}
-                        yield f"data: {json.dumps(data)}\n\n"
-                    yield "data: [DONE]\n\n"
+                        yield out.usage_chunk(rec.usage())
+                    yield sse("[DONE]")
                     return
                 else:
                     status, code = 500, "server_error"
                     log.error("generation failed", exc_info=item)
-                    yield f"data: {json.dumps(APIError(500, 'The server failed to generate', 'server_error').body())}\n\n"
+                    yield sse(APIError(500, "The server failed to generate", "server_error").body())
                     return
         except (asyncio.CancelledError, GeneratorExit):
             status, code = 499, "client_disconnected"  # nginx's code for "client closed request"
@@ -463,11 +350,11 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                 # The client left mid-stream: log once the worker has stopped, with its real counts.
                 def later(t: asyncio.Task) -> None:
                     if not t.cancelled() and t.exception() is None:
-                        account(rec, t.result())
-                    finish(rec, status, code)
+                        rec.account(t.result())
+                    rec.finish(status, code)
                 task.add_done_callback(later)
             else:
-                finish(rec, status, code)
+                rec.finish(status, code)
 
     async def from_queue(queue: asyncio.Queue):
         while True:
@@ -481,9 +368,13 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
             yield "delta", d
         yield "done", result
 
+    def answer(out: ResponseWriter, rec: RequestRecord, result: Result) -> JSONResponse:
+        items = [t for d in result.deltas for t in d.logprobs]
+        return JSONResponse(out.response(result.text, result.finish_reason, items, rec.usage()))
+
     async def handle(request: Request, kind: str):
         endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
-        rec = _Request(endpoint)
+        rec = RequestRecord(endpoint, metrics)
         try:
             identity = authorize(request)
             if limiter is not None:
@@ -500,6 +391,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                         default_max_tokens=cfg.chat_max_tokens if kind == "chat" else cfg.default_max_tokens)
             ids = prompt_ids(req)
             rec.prompt_tokens = len(ids)
+            out = ResponseWriter(kind, rec.id, rec.created, model_name, req.params.logprobs is not None)
             key = None
             if req.params.greedy and cfg.response_cache_size > 0:
                 key = (tuple(ids), req.params.cache_key())
@@ -508,17 +400,17 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                 if cached is not None:
                     rec.cached, rec.first_text_at = True, time.monotonic()
                     if req.stream:
-                        return StreamingResponse(stream_events(req, rec, replay(cached), None, None),
+                        return StreamingResponse(stream_events(req, rec, out, replay(cached), None, None),
                                                  media_type="text/event-stream", headers=SSE_HEADERS)
-                    account(rec, cached)
-                    finish(rec, 200)
-                    return JSONResponse(full_response(req, rec, cached))
-            await admit(rec)
+                    rec.account(cached)
+                    rec.finish(200)
+                    return answer(out, rec, cached)
+            await admit()
             task, queue, cancel = start_generation(req, rec, ids)
             if key is not None:
                 task.add_done_callback(lambda t: _store(t, key))
             if req.stream:
-                return StreamingResponse(stream_events(req, rec, from_queue(queue), task, cancel),
+                return StreamingResponse(stream_events(req, rec, out, from_queue(queue), task, cancel),
                                          media_type="text/event-stream", headers=SSE_HEADERS)
             # Not streaming: wait for the worker, but notice a client that hangs up meanwhile.
             while not task.done():
@@ -526,18 +418,17 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                 if not task.done() and await request.is_disconnected():
                     cancel.set()
                     await asyncio.wait({task})
-                    account(rec, task.result())
-                    finish(rec, 499, "client_disconnected")
+                    rec.account(task.result())
+                    rec.finish(499, "client_disconnected")
                     return Response(status_code=499)
             result = task.result()
-            account(rec, result)
+            rec.account(result)
             if result.finish_reason == "timeout":
-                raise APIError(504, f"Generation stopped after request_timeout={cfg.request_timeout} s",
-                               "server_error", None, "timeout")
-            finish(rec, 200)
-            return JSONResponse(full_response(req, rec, result))
+                raise timeout_error()
+            rec.finish(200)
+            return answer(out, rec, result)
         except APIError as err:
-            finish(rec, err.status, err.code or err.type)
+            rec.finish(err.status, err.code or err.type)
             return error_response(err)
 
     def _store(task: asyncio.Task, key: Any) -> None:
@@ -587,12 +478,6 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
 
 # Tell proxies not to buffer (nginx reads X-Accel-Buffering) and browsers not to cache the stream.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _warmup_params():
-    from llmnotes.serve_protocol import SamplingParams
-
-    return SamplingParams(max_tokens=1, temperature=0.0)
 
 
 class BackgroundServer:

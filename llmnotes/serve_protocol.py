@@ -12,6 +12,7 @@ one style: it names the field, the value received and what is allowed.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -298,3 +299,86 @@ def chat_template_for(tokenizer: Any) -> tuple[Callable[[list[dict[str, str]]], 
         return own, list(getattr(tokenizer, "chat_stop", []) or [])
     default = ChatTemplate()
     return default.render, list(default.stop)
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------------------------
+
+
+def logprobs_json(kind: str, items: list, offset: int = 0) -> dict:
+    """Log-probs in OpenAI's shape. ``items`` have ``.token``, ``.logprob``, ``.top`` [(str, float)].
+
+    Chat: ``{"content": [{token, logprob, bytes, top_logprobs: [...]}]}``. Completions (legacy):
+    parallel lists ``tokens``, ``token_logprobs``, ``top_logprobs`` (dicts keyed by token text,
+    so tokens that print alike share a key) and ``text_offset`` (character offsets from ``offset``).
+    """
+    if kind == "chat":
+        return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode()),
+                             "top_logprobs": [{"token": s, "logprob": v, "bytes": list(s.encode())}
+                                              for s, v in t.top]} for t in items]}
+    offsets, pos = [], offset
+    for t in items:
+        offsets.append(pos)
+        pos += len(t.token)
+    return {"tokens": [t.token for t in items], "token_logprobs": [t.logprob for t in items],
+            "top_logprobs": [dict(t.top) for t in items], "text_offset": offsets}
+
+
+@dataclass
+class ResponseWriter:
+    """Writes one request's answer as OpenAI's API does: a whole response or stream chunks.
+
+    Args:
+        kind: ``"completion"`` (object ``text_completion``) or ``"chat"`` (``chat.completion``,
+            chunks ``chat.completion.chunk``).
+        id: the response id; every chunk of a stream repeats it.
+        created: Unix time of the request.
+        model: the served model's name.
+        logprobs: whether the request asked for log-probs.
+    """
+
+    kind: str
+    id: str
+    created: int
+    model: str
+    logprobs: bool = False
+
+    def _envelope(self, obj: str, choices: list, **extra: Any) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "choices": choices, **extra}
+
+    def response(self, text: str, finish_reason: str, items: list, usage: dict[str, int]) -> dict:
+        """The non-streaming body."""
+        lp = logprobs_json(self.kind, items) if self.logprobs else None
+        if self.kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "logprobs": lp, "finish_reason": finish_reason}
+            return self._envelope("chat.completion", [choice], usage=usage)
+        choice = {"index": 0, "text": text, "logprobs": lp, "finish_reason": finish_reason}
+        return self._envelope("text_completion", [choice], usage=usage)
+
+    def chunk(self, text: str | None, items: list | None = None, finish_reason: str | None = None,
+              offset: int = 0, role: bool = False) -> str:
+        """One server-sent event: ``data: {json}`` and a blank line.
+
+        Chat streams start with a chunk carrying only ``role`` and end with an empty ``delta``
+        carrying ``finish_reason``; completion chunks always carry ``text``.
+        """
+        lp = logprobs_json(self.kind, items, offset) if (items and self.logprobs) else None
+        if self.kind == "chat":
+            delta = {"role": "assistant", "content": ""} if role else ({} if text is None else {"content": text})
+            choice = {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
+            return sse(self._envelope("chat.completion.chunk", [choice]))
+        choice = {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": finish_reason}
+        return sse(self._envelope("text_completion", [choice]))
+
+    def usage_chunk(self, usage: dict[str, int]) -> str:
+        """The last event of a stream with ``stream_options.include_usage``: no choices, the counts."""
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return sse(self._envelope(obj, [], usage=usage))
+
+
+def sse(data: Any) -> str:
+    """One server-sent event carrying ``data`` as JSON (the stream ends with ``sse("[DONE]")``)."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
