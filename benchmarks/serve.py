@@ -9,7 +9,7 @@ Three experiments, each comparing two server settings side by side in one run:
    two threads (``max_concurrent=2``), alternating, ``--repeats`` times each; the median run
    (by requests/s) is reported with its generated tokens/s and TTFT p50/p95.
 2. **Response cache.** The same greedy request 30 times: latency with the LRU cache vs without.
-3. **Prefix cache.** A 4-turn chat that re-sends the conversation every turn (as chat clients
+3. **Prefix cache.** A 5-turn chat that re-sends the conversation every turn (as chat clients
    do): TTFT per turn with the KV cache of the shared prefix reused vs recomputed.
 
 The model is the shipped tiny model when present (``load_pretrained("tiny")``), else a randomly
@@ -105,21 +105,20 @@ async def repeated_run(url: str, n: int) -> list[float]:
 
 
 async def chat_run(url: str, turns: int) -> list[float]:
-    system = ("You are a storyteller. You tell short, kind stories about the animals who live in a "
-              "forest by a wide river: a fox, an old owl, two rabbits, a bear and a family of ducks. "
-              "Every story is simple enough for a small child, uses short sentences, and always "
-              "ends with a lesson about friendship, sharing or being brave.")
+    """TTFT of each turn of a chat that re-sends the whole conversation every turn.
+
+    The assistant turns in the history are fixed sentences rather than the model's replies, so
+    both peers see exactly the same prompts (and the prompt length grows the same way)."""
+    system = ("You are a storyteller. You tell short, kind stories about a fox, an old owl and "
+              "two rabbits who live by a wide river.")
     messages = [{"role": "system", "content": system}]
     ttfts = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         for t in range(turns):
             messages.append({"role": "user", "content": f"Tell me part {t + 1} of the story, please."})
             body = {"messages": messages, "max_tokens": 12, "temperature": 0.8, "seed": t}
-            ttft, _, _ = await stream(client, "/v1/chat/completions", body)
-            ttfts.append(ttft)
-            # Ask again without streaming to learn the reply text for the next turn's history.
-            r = await client.post("/v1/chat/completions", json=body | {"model": NAME})
-            messages.append({"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]})
+            ttfts.append((await stream(client, "/v1/chat/completions", body))[0])
+            messages.append({"role": "assistant", "content": "The fox ran to the river and met the old owl."})
     return ttfts
 
 
@@ -133,7 +132,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3, help="requests per client")
     ap.add_argument("--repeats", type=int, default=3, help="runs per setting; the median is reported")
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--turns", type=int, default=4, help="chat turns (the tiny model's context is 256 tokens)")
+    ap.add_argument("--turns", type=int, default=5, help="chat turns (the tiny model's context is 256 tokens)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1: a batch-1 decode step of a small model is too "
@@ -172,9 +171,13 @@ def main() -> None:
     say()
     say(f"| {args.turns}-turn chat | mean TTFT turns 2..{args.turns} (ms) | TTFT per turn (ms) |")
     say("|---|---:|---|")
-    for on in (True, False):
-        with serve(model, tok, prefix_cache=on, response_cache_size=0) as srv:
-            ttfts = asyncio.run(chat_run(srv.url, args.turns))
+    per_turn = {True: [], False: []}
+    for _ in range(args.repeats):
+        for on in (True, False):  # alternate the peers
+            with serve(model, tok, prefix_cache=on, response_cache_size=0) as srv:
+                per_turn[on].append(asyncio.run(chat_run(srv.url, args.turns)))
+    for on, runs in per_turn.items():
+        ttfts = [statistics.median(turn) for turn in zip(*runs)]  # per turn, the median over repeats
         say(f"| prefix cache {'on' if on else 'off'} | {statistics.mean(ttfts[1:]) * 1000:.1f} | "
             f"{', '.join(f'{t * 1000:.0f}' for t in ttfts)} |")
 
