@@ -154,6 +154,10 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         eos_id: the end-of-text token id (default: the tokenizer's ``<|endoftext|>``).
         **options: :class:`ServeConfig` fields (limits, queue, rate limit, caches).
     """
+    if not callable(getattr(model, "make_cache", None)) or not hasattr(getattr(model, "config", None), "block_size"):
+        raise TypeError(f"model must be a llmnotes GPT (with .config and .make_cache), got {type(model).__name__}")
+    if not (callable(getattr(tokenizer, "encode", None)) and callable(getattr(tokenizer, "decode", None))):
+        raise TypeError(f"tokenizer must have encode(str) and decode(ids), got {type(tokenizer).__name__}")
     known = {f.name for f in fields(ServeConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -430,6 +434,11 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         except APIError as err:
             rec.finish(err.status, err.code or err.type)
             return error_response(err)
+        except Exception:  # a bug, not the client's fault: log it, answer in OpenAI's format
+            log.exception("request %s failed", rec.id)
+            rec.finish(500, "server_error")
+            return error_response(APIError(500, f"The server failed while handling request {rec.id}; "
+                                           "see the server log", "server_error", None, "server_error"))
 
     def _store(task: asyncio.Task, key: Any) -> None:
         if not task.cancelled() and task.exception() is None:

@@ -431,3 +431,42 @@ def test_tokenizer_chat_template_wins(model):
         r = c.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hey"}],
                                       max_tokens=5, temperature=0)
     assert r.usage.prompt_tokens == len(tok.encode("[user] hey\n[assistant] "))
+
+
+def test_request_timeout_stops_generation_with_504(model):
+    slow = SlowModel(model, delay=0.05)
+    app = create_app(slow, tokenizer(), model_name=MODEL_NAME, request_timeout=0.3, response_cache_size=0)
+    with BackgroundServer(app) as srv:
+        c = openai.OpenAI(api_key="x", base_url=srv.url + "/v1", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as exc:
+            c.completions.create(model=MODEL_NAME, prompt="slow", max_tokens=100, temperature=0.5)
+        assert exc.value.status_code == 504 and exc.value.body["code"] == "timeout"
+        with pytest.raises(openai.APIError, match="request_timeout"):
+            with c.completions.create(model=MODEL_NAME, prompt="slow", max_tokens=100, temperature=0.5,
+                                      stream=True) as stream:
+                list(stream)
+        assert slow.forward_calls < 40  # stopped long before 100 tokens
+
+
+def test_a_server_bug_is_a_500_in_openai_format(model):
+    class Broken(SlowModel):
+        fail = False
+
+        def forward(self, idx, cache=None):
+            if self.fail:
+                raise RuntimeError("boom")
+            return super().forward(idx, cache)
+
+    broken = Broken(model, delay=0.0)
+    with pytest.raises(TypeError, match="model must be"):
+        create_app(object(), tokenizer(), model_name=MODEL_NAME)
+    with pytest.raises(TypeError, match="tokenizer must"):
+        create_app(model, object(), model_name=MODEL_NAME)
+    app = create_app(broken, tokenizer(), model_name=MODEL_NAME)
+    with BackgroundServer(app) as srv:
+        broken.fail = True
+        r = httpx.post(srv.url + "/v1/completions", json={"model": MODEL_NAME, "prompt": "x", "max_tokens": 2})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "server_error"
+        broken.fail = False
+        r = httpx.post(srv.url + "/v1/completions", json={"model": MODEL_NAME, "prompt": "x", "max_tokens": 2})
+        assert r.status_code == 200  # the server survives and the slot was released
