@@ -1,0 +1,224 @@
+"""Instruction finetuning: prompt formats, loss masking, padding, and a small evaluation.
+
+Supervised instruction finetuning (SFT) is ordinary next-token training on
+``prompt + response + <|endoftext|>`` with one twist: the loss counts only the *response*
+tokens (and the end marker). The prompt's targets are set to ``-100``, the ``ignore_index`` of
+``F.cross_entropy``, so the model is taught to answer, not to reproduce questions.
+
+Two prompt formats:
+
+* Alpaca (Taori et al., 2023, *Stanford Alpaca*, github.com/tatsu-lab/stanford_alpaca):
+  a fixed preamble, then ``### Instruction:`` / ``### Input:`` / ``### Response:`` sections.
+* chat: the transcript template of ``llmnotes serve`` (``User: ...`` / ``Assistant: ...``,
+  :class:`llmnotes.serve_protocol.ChatTemplate`), so a model finetuned on it answers
+  ``/v1/chat/completions`` requests as it was trained; the reply ends with ``<|endoftext|>``,
+  the tokenizer's end-of-text token, which is also where the server stops.
+
+Datasets are JSON lines read by :func:`llmnotes.finetune_data.load_instructions`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import torch
+
+from llmnotes.serve_protocol import ChatTemplate
+
+IGNORE_INDEX = -100
+
+ALPACA_PROMPT = ("Below is an instruction that describes a task, paired with an input that provides further "
+                 "context. Write a response that appropriately completes the request.\n\n"
+                 "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+ALPACA_PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that "
+                          "appropriately completes the request.\n\n"
+                          "### Instruction:\n{instruction}\n\n### Response:\n")
+STYLES = ("alpaca", "chat")
+
+
+def format_alpaca(instruction: str, input: str = "") -> str:
+    """The Alpaca prompt; the response follows it directly."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+    if input:
+        return ALPACA_PROMPT.format(instruction=instruction, input=input)
+    return ALPACA_PROMPT_NO_INPUT.format(instruction=instruction)
+
+
+def format_chat(messages: Sequence[dict[str, str]], template: ChatTemplate | None = None) -> str:
+    """Render ``[{"role": "user", "content": ...}, ...]`` with the server's chat template; the
+    text ends with ``"Assistant:"`` so the model's continuation is the reply."""
+    template = template or ChatTemplate()
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in template.prefixes or not isinstance(m.get("content"), str):
+            raise ValueError(f"messages[{i}] must be {{'role': one of {sorted(template.prefixes)}, "
+                             f"'content': str}}, got {m!r}")
+    return template.render(list(messages))
+
+
+def format_prompt(instruction: str, input: str = "", style: str = "alpaca") -> str:
+    """The prompt for one example in ``style`` ``"alpaca"`` or ``"chat"``."""
+    if style == "alpaca":
+        return format_alpaca(instruction, input)
+    if style == "chat":
+        content = instruction if not input else f"{instruction}\n\n{input}"
+        return format_chat([{"role": "user", "content": content}])
+    raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+
+
+def response_text(output: str, style: str = "alpaca") -> str:
+    """What follows the prompt: chat replies start after ``"Assistant:"`` with a space."""
+    return " " + output if style == "chat" else output
+
+
+def encode_example(tokenizer, prompt: str, response: str, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``x`` and masked targets ``y`` for ``prompt + response + <|endoftext|>``.
+
+    ``y[t]`` is the token after ``x[t]``, or ``-100`` where that token still belongs to the
+    prompt. Prompt and response are encoded separately, exactly as the prompt will be encoded
+    alone at inference time. Text never becomes special tokens (``allowed_special="none"``).
+
+    Returns:
+        ``(x, y)``, two LongTensors of shape (L,), ``L = len(prompt ids) + len(response ids)``.
+    """
+    eot = getattr(tokenizer, "eot_id", None)
+    if eot is None:
+        raise ValueError("the tokenizer has no <|endoftext|> token to end responses with")
+    p = tokenizer.encode(prompt, allowed_special="none")
+    r = tokenizer.encode(response, allowed_special="none") + [eot]
+    ids = p + r
+    if max_len is not None and len(ids) - 1 > max_len:
+        raise ValueError(f"prompt + response is {len(ids) - 1} tokens, longer than max_len={max_len}; "
+                         "shorten the example or use a model with a longer context")
+    x = torch.tensor(ids[:-1], dtype=torch.long)
+    y = torch.tensor(ids[1:], dtype=torch.long)
+    y[: len(p) - 1] = IGNORE_INDEX  # targets that are still prompt tokens
+    return x, y
+
+
+def pad_right(seqs: Sequence[torch.Tensor], value: int, length: int | None = None) -> torch.Tensor:
+    """Stack 1-D tensors into (B, L), filling the end of short rows with ``value``."""
+    length = max(len(s) for s in seqs) if length is None else length
+    out = torch.full((len(seqs), length), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+def pad_left(seqs: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad id lists for batched generation: ``(ids (B, L), attention_mask (B, L))``."""
+    length = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), length), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, length - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, length - len(s):] = 1
+    return ids, mask
+
+
+class InstructionDataset(torch.utils.data.Dataset):
+    """``(x, y)`` pairs from instruction rows, right-padded to one length so they stack.
+
+    Padding positions hold ``pad_id`` in ``x`` and ``-100`` in ``y``: they add nothing to the loss,
+    and with causal attention a padded position at the *end* cannot change earlier ones.
+    """
+
+    def __init__(self, rows: Sequence[dict], tokenizer, style: str = "alpaca", max_len: int | None = None) -> None:
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        if not rows:
+            raise ValueError("rows is empty; load some with load_instructions()")
+        pairs = [encode_example(tokenizer, format_prompt(r["instruction"], r.get("input", ""), style),
+                                response_text(r["output"], style), max_len) for r in rows]
+        pad = tokenizer.eot_id
+        self.x = pad_right([p[0] for p in pairs], pad)
+        self.y = pad_right([p[1] for p in pairs], IGNORE_INDEX)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def trim_padding(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop trailing columns where no row has a target (the batch's shared padding)."""
+    cols = (y != IGNORE_INDEX).reshape(-1, y.shape[-1]).any(0).nonzero()
+    keep = int(cols.max()) + 1 if len(cols) else 1
+    return x[..., :keep], y[..., :keep]
+
+
+def sft_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over response tokens only: ``(B, L)`` ids and masked targets."""
+    from llmnotes.model import lm_loss
+
+    x, y = trim_padding(x, y)
+    return lm_loss(model(x), y, ignore_index=IGNORE_INDEX)
+
+
+# --------------------------------------------------------------------------------------------
+# Generation and evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def respond(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24) -> list[str]:
+    """Greedy replies to a batch of already formatted prompts, cut at ``<|endoftext|>``."""
+    from llmnotes.sampling import generate
+
+    eot = tokenizer.eot_id
+    ids = [tokenizer.encode(p, allowed_special="none") for p in prompts]
+    idx, mask = pad_left(ids, eot)
+    was_training = model.training
+    model.eval()
+    try:
+        out = generate(model, idx.to(model.device), max_new_tokens, temperature=0, eos_id=eot,
+                       attention_mask=mask.to(model.device))
+    finally:
+        model.train(was_training)
+    replies = []
+    for row in out[:, idx.shape[1]:].tolist():
+        if eot in row:
+            row = row[: row.index(eot)]
+        replies.append(tokenizer.decode(row).strip())
+    return replies
+
+
+def normalize(text: str) -> str:
+    """Lower case, single spaces, no final full stop: what exact match compares."""
+    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".").strip()
+
+
+def score_response(row: dict, reply: str) -> float:
+    """1.0 or 0.0. Questions with one answer: exact match after :func:`normalize`. Open
+    ``"sentence"`` requests ("Write a sentence about a happy dog."): a rubric, the reply must name
+    the adjective and the animal and be one sentence of 4 to 20 words ending in a full stop."""
+    if row.get("kind") == "sentence":
+        m = re.search(r"about an? (\w+) (\w+)\.", row["instruction"])
+        words = re.findall(r"[a-z']+", reply.lower())
+        ok = (m is not None and m.group(1) in words and m.group(2) in words and 4 <= len(words) <= 20
+              and reply.strip().endswith(".") and reply.count(".") == 1)
+        return float(ok)
+    return float(normalize(reply) == normalize(row["output"]))
+
+
+def evaluate_instructions(model, tokenizer, rows: Sequence[dict], style: str = "alpaca",
+                          max_new_tokens: int = 24, batch_size: int = 32) -> dict:
+    """Score greedy replies on ``rows``: overall and per ``kind``.
+
+    Returns:
+        ``{"score": mean, "n": len(rows), "by_kind": {kind: mean}, "replies": [str, ...]}``.
+    """
+    replies: list[str] = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i:i + batch_size]
+        prompts = [format_prompt(r["instruction"], r.get("input", ""), style) for r in chunk]
+        replies += respond(model, tokenizer, prompts, max_new_tokens)
+    scores = [score_response(r, a) for r, a in zip(rows, replies)]
+    by_kind: dict[str, list[float]] = {}
+    for r, s in zip(rows, scores):
+        by_kind.setdefault(r.get("kind", "all"), []).append(s)
+    return {"score": sum(scores) / max(1, len(scores)), "n": len(scores),
+            "by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}, "replies": replies}
