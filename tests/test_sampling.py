@@ -363,3 +363,45 @@ def test_inductor_compiled_decode_gives_the_same_tokens(model):
     idx = prompts(1)
     assert torch.equal(generate(model, idx, 16, temperature=0),
                        generate(model, idx, 16, temperature=0, compile=True))
+
+
+# --------------------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from llmnotes import BPETokenizer
+    from llmnotes.pretrained import ASSETS
+
+    tok = BPETokenizer.from_pretrained(ASSETS / "tokenizer")
+    path = tmp_path_factory.mktemp("cli_model")
+    make_model(3, vocab=tok.vocab_size, scale=1.0).save_pretrained(path)
+    tok.save(path)
+    return path, tok
+
+
+def test_cli_sample_greedy_matches_generate(model_dir, capsys):
+    from llmnotes.cli import main
+
+    path, tok = model_dir
+    assert main(["sample", "--model", str(path), "--prompt", "Once upon", "--max-new-tokens", "8",
+                 "--temperature", "0", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    model = GPT.from_pretrained(path)
+    ids = tok.encode("Once upon")
+    out = generate(model, torch.tensor([ids]), 8, temperature=0, eos_id=tok.eot_id)[0, len(ids):].tolist()
+    if tok.eot_id in out:
+        out = out[: out.index(tok.eot_id)]
+    assert printed == "Once upon" + tok.decode(out)
+
+
+def test_cli_sample_stream_and_seed(model_dir, capsys):
+    from llmnotes.cli import main
+
+    path, _ = model_dir
+    args = ["sample", "--model", str(path), "--prompt", "The", "--max-new-tokens", "6", "--top-k", "20",
+            "--top-p", "0.9", "--seed", "4", "--device", "cpu"]
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert main(args + ["--stream"]) == 0
+    assert capsys.readouterr().out == plain  # streaming prints the same text, piece by piece
+    assert main(args[:-2] + ["--top-p", "1.5"]) == 2
+    assert "top_p must be in (0, 1], got 1.5" in capsys.readouterr().err
