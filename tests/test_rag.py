@@ -384,3 +384,28 @@ def test_snapshot_roundtrip(tmp_path):
             if x]
     assert n == 2 == len(rows) and rows[1]["anchor"] == "s" and rows[1]["path"] == "part/p.md"
     assert load_chunks(tmp_path / "out.jsonl")[1] == Chunk("world", "part/p.md", "s", "P", "S")
+
+
+def test_evaluate_and_table_on_a_toy_site():
+    from llmnotes.rag import ask, build_retriever
+    from llmnotes.retrieval_eval import EvalQuestion, evaluate, results_table
+    chunks = [Chunk("bm25 ranks by shared words and idf", "rag/bm25.md", "a", "BM25", "BM25"),
+              Chunk("embeddings map text to vectors", "rag/dense.md", "b", "Dense", "Dense"),
+              Chunk("more about idf and term frequency", "rag/bm25.md", "c", "BM25", "Idf")]
+    qs = [EvalQuestion("what is idf", ["rag/bm25.md"]),
+          EvalQuestion("vectors for text", ["rag/dense.md"]),
+          EvalQuestion("unrelated words only", ["rag/dense.md"])]
+    m = evaluate(build_retriever(chunks, "bm25"), chunks, qs)
+    assert m["recall@1"] == pytest.approx(2 / 3) and m["MRR"] == pytest.approx(2 / 3)
+    table = results_table({"BM25": m})
+    assert table.splitlines()[0] == "| retriever | recall@1 | recall@5 | MRR | nDCG@10 |"
+    assert "| BM25 | 0.667 |" in table
+    with pytest.raises(ValueError, match="retriever kind must be one of"):
+        build_retriever(chunks, "tfidf")
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        ask("what is idf", build_retriever(chunks, "bm25"), chunks, k=0, count_tokens=len)
+    with pytest.raises(ValueError, match="lists no answering page"):
+        EvalQuestion("q?", [])
+    a = ask("what is idf", build_retriever(chunks, "bm25"), chunks, k=2, count_tokens=_count,
+            generate_fn=lambda p: f"{p.count(chr(10) + '[')} sources")
+    assert a.text == "2 sources" and a.prompt.sources[0].anchor in {"a", "c"}
