@@ -1,9 +1,11 @@
 """Optimizers from scratch: SGD (+ momentum, Nesterov), RMSprop, Adam and AdamW.
 
 Each class is a ``torch.optim.Optimizer`` subclass built like its ``torch.optim`` namesake
-(``SGD(params, lr=..., momentum=...)``) and produces the same parameters step for step
-(tests/test_optim.py checks this to 1e-6). They are written for reading, one parameter at a time,
-with the update rule in the docstring; ``torch.optim`` adds fused and multi-tensor fast paths,
+(``SGD(params, lr=..., momentum=...)``) and produces the same parameters step for step:
+tests/test_optim.py checks 1e-6 agreement over many configurations, and bit-identical training
+against torch's single-tensor (``foreach=False``) path, whose tensor operations are mirrored in
+the same order. They are written for reading, one parameter at a time, with the update rule in
+the docstring; ``torch.optim`` adds fused and multi-tensor fast paths (benchmarks/optim.py),
 sparse gradients, ``maximize``, ``capturable``, complex numbers and more, which are left out.
 
 Smallest idea first:
