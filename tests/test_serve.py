@@ -101,25 +101,27 @@ def test_chat_uses_template_and_stops_at_the_next_turn(client, model):
     assert r.usage.prompt_tokens == len(tokenizer().encode(prompt))
 
 
-def test_streaming_concatenates_to_the_full_answer(client):
+def test_streaming_concatenates_to_the_full_answer(client, model):
     kwargs = dict(model=MODEL_NAME, prompt="The cat", max_tokens=15, temperature=0)
-    full = client.completions.create(**kwargs).choices[0].text
+    # Streamed first, so the answer is generated live (not replayed from the response cache).
     with client.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}) as stream:
         chunks = list(stream)
     text = "".join(c.choices[0].text for c in chunks if c.choices)
-    assert text == full
+    assert text == reference_greedy(model, tokenizer(), "The cat", 15)
+    assert len([c for c in chunks if c.choices and c.choices[0].text]) > 1  # really streamed
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+    assert client.completions.create(**kwargs).choices[0].text == text
 
-    with client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "Hi"}],
-                                        max_tokens=10, temperature=0, stream=True) as stream:
+    messages = [{"role": "user", "content": "Hi there"}]
+    with client.chat.completions.create(model=MODEL_NAME, messages=messages, max_tokens=10, temperature=0,
+                                        stream=True) as stream:
         chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
-    full = client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "Hi"}],
-                                          max_tokens=10, temperature=0).choices[0].message.content
-    assert streamed == full
+    expected = reference_greedy(model, tokenizer(), "User: Hi there\n\nAssistant:", 10)
+    assert streamed == expected.split("\nUser:")[0].split("\nSystem:")[0]
 
 
 def test_raw_sse_format(server):
