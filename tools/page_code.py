@@ -1,0 +1,95 @@
+"""Extract a page's Python code blocks into a runnable script (and a notebook).
+
+Used by the MkDocs build hook (``tools/mkdocs_hooks.py``) to publish, next to every page that
+has code, ``<page>.py`` and ``<page>.ipynb`` plus a download link at the top of the page.
+
+The fences are found the same way the test-suite finds them (root ``conftest.py``): a
+CommonMark parser with the admonition plugin, content tabs and ``???`` blocks rewritten as
+admonitions, so code indented under ``!!! note`` or ``=== "Tab"`` is included too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+PYTHON_LANGS = {"python", "py", "python3"}
+_TAB_OR_DETAILS = re.compile(r"^(\s*)(===\+?|\?\?\?\+?) ", re.M)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One Python fence of a page."""
+
+    code: str
+    line: int  # 1-based line of the opening fence in the Markdown source
+    notest: bool  # marked "cannot run here" (GPU, network): kept, but commented out
+
+
+def _lang_and_options(info: str) -> tuple[str, set[str]]:
+    """``python notest`` or ``{.python exec="on" notest}`` -> ("python", {"exec", "notest"})."""
+    info = info.strip()
+    if info.startswith("{") and info.endswith("}"):
+        words = info[1:-1].split()
+        lang = next((w[1:] for w in words if w.startswith(".")), "")
+        opts = {w.split("=", 1)[0] for w in words if not w.startswith(".")}
+        return lang, opts
+    words = info.split()
+    return (words[0] if words else ""), set(words[1:])
+
+
+def python_blocks(markdown: str) -> list[Block]:
+    """Every Python fence of a Markdown page, in order."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.admon import admon_plugin
+
+    md = MarkdownIt("commonmark").use(admon_plugin)
+    blocks = []
+    for tok in md.parse(_TAB_OR_DETAILS.sub(r"\1!!! ", markdown)):
+        if tok.type != "fence":
+            continue
+        lang, opts = _lang_and_options(tok.info)
+        if lang in PYTHON_LANGS:
+            blocks.append(Block(tok.content, (tok.map[0] + 1) if tok.map else 0, "notest" in opts))
+    return blocks
+
+
+def to_script(blocks: list[Block], src_path: str, page_url: str) -> str:
+    """One script that runs the page's blocks top to bottom, as the page does."""
+    out = [
+        f"# Code from the llmnotes page {page_url} (source: docs/{src_path}).",
+        "# Every block runs in CI; run this file with `python` after `pip install -r requirements.txt`.",
+        "",
+    ]
+    for i, b in enumerate(blocks, 1):
+        out.append(f"# %% block {i} (docs/{src_path}, line {b.line})")
+        if b.notest:
+            out.append("# Not run in CI (the page says why); uncomment to run it where it can.")
+            out.extend("# " + line if line else "#" for line in b.code.rstrip("\n").split("\n"))
+        else:
+            out.append(b.code.rstrip("\n"))
+        out.append("")
+    return "\n".join(out)
+
+
+def to_notebook(blocks: list[Block], title: str, page_url: str) -> str:
+    """The same blocks as a Jupyter notebook (nbformat 4), one code cell each."""
+
+    def lines(text: str) -> list[str]:
+        parts = text.rstrip("\n").split("\n")
+        return [p + "\n" for p in parts[:-1]] + parts[-1:]
+
+    cells = [{"cell_type": "markdown", "metadata": {},
+              "source": lines(f"# {title}\n\nThe code of the llmnotes page `{page_url}`, "
+                              "block by block.")}]
+    for b in blocks:
+        code = b.code if not b.notest else "".join(
+            "# " + ln + "\n" for ln in b.code.rstrip("\n").split("\n"))
+        cells.append({"cell_type": "code", "execution_count": None, "metadata": {},
+                      "outputs": [], "source": lines(code)})
+    nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                      "name": "python3"},
+                                       "language_info": {"name": "python"}},
+          "nbformat": 4, "nbformat_minor": 4}
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
