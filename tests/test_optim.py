@@ -195,3 +195,20 @@ def test_training_an_mlp_is_bit_identical_to_torch_single_tensor_path(name, kwar
     ref = train(getattr(torch.optim, name), foreach=False)  # the for-loop implementation
     for a, b in zip(ours, ref):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["SGD", "RMSprop", "Adam", "AdamW"])
+def test_zero_lr_leaves_parameters_unchanged(name):
+    p = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    before = p.detach().clone()
+    opt = getattr(optim, name)([p], lr=0.0, weight_decay=0.1)
+    for _ in range(3):
+        p.grad = torch.randn(4, 3)
+        opt.step()
+    assert torch.equal(p.detach(), before)
+
+
+def test_exports():
+    from llmnotes.optim import OneCycle, StepDecay, WarmupCosine  # re-exported schedules
+    assert issubclass(optim.AdamW, torch.optim.Optimizer) and issubclass(optim.AdamW, optim.Adam)
+    assert {StepDecay, WarmupCosine, OneCycle}

@@ -115,3 +115,33 @@ def test_cosine_anneal_endpoints():
 def test_bad_arguments_raise(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=60, deadline=None)
+@given(max_lr=st.floats(1e-6, 10.0), warmup=st.integers(0, 50), extra=st.integers(1, 500),
+       min_frac=st.floats(0.0, 1.0), step=st.integers(0, 1000))
+def test_warmup_cosine_stays_in_range_and_never_rises_after_warmup(max_lr, warmup, extra, min_frac, step):
+    s = WarmupCosine(max_lr=max_lr, warmup_steps=warmup, total_steps=warmup + extra, min_lr=max_lr * min_frac)
+    lr = s.lr_at(step)
+    assert 0.0 <= lr <= max_lr * (1 + 1e-12)
+    if step >= warmup:
+        assert s.min_lr * (1 - 1e-12) <= lr
+        assert s.lr_at(step + 1) <= lr * (1 + 1e-12)
+    else:
+        assert s.lr_at(step + 1) >= lr
+
+
+@settings(max_examples=60, deadline=None)
+@given(total=st.integers(10, 2000), pct=st.floats(0.05, 0.95), step=st.integers(0, 2100))
+def test_one_cycle_between_final_and_peak(total, pct, step):
+    if pct * total - 1 <= 0:
+        return
+    s = OneCycle(max_lr=1.0, total_steps=total, pct_start=pct)
+    lr = s.lr_at(step)
+    assert s.final_lr * (1 - 1e-9) <= lr <= 1.0 + 1e-12
+    assert s.base_momentum - 1e-12 <= s.momentum_at(step) <= s.max_momentum + 1e-12
