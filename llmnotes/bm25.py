@@ -48,14 +48,20 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 def s_stem(word: str) -> str:
     """Harman's (1991) "S" stemmer: fold English plurals only, which rarely does harm.
 
-    >>> [s_stem(w) for w in ["queries", "tokens", "glasses", "is", "embeddings"]]
-    ['query', 'token', 'glasses', 'is', 'embedding']
+    Its three rules, first match wins: ``-ies`` -> ``-y`` (not ``-eies``/``-aies``); ``-es`` ->
+    ``-e`` (not ``-aes``/``-ees``/``-oes``); ``-s`` -> ``""`` (not ``-us``/``-ss``). Words of
+    three letters or fewer are left alone here, so "is" and "gas" survive.
+
+    >>> [s_stem(w) for w in ["queries", "tokens", "classes", "is", "embeddings", "loss"]]
+    ['query', 'token', 'classe', 'is', 'embedding', 'loss']
     """
-    if len(word) > 3 and word.endswith("ies") and not word.endswith(("eies", "aies")):
+    if len(word) <= 3:
+        return word
+    if word.endswith("ies") and not word.endswith(("eies", "aies")):
         return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("es") and not word.endswith(("aes", "ees", "oes", "ses")):
+    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
         return word[:-1]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("us", "ss")):
+    if word.endswith("s") and not word.endswith(("us", "ss")):
         return word[:-1]
     return word
 

@@ -409,3 +409,12 @@ def test_evaluate_and_table_on_a_toy_site():
     a = ask("what is idf", build_retriever(chunks, "bm25"), chunks, k=2, count_tokens=_count,
             generate_fn=lambda p: f"{p.count(chr(10) + '[')} sources")
     assert a.text == "2 sources" and a.prompt.sources[0].anchor in {"a", "c"}
+
+
+@pytest.mark.parametrize("module", ["llmnotes.bm25", "llmnotes.chunking", "llmnotes.retrieval_eval",
+                                    "llmnotes.knowledge_graph"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
