@@ -113,10 +113,13 @@ def quality() -> str:
     from llmnotes.rag import compare_retrievers
     from llmnotes.retrieval_eval import load_eval_set, results_table
 
-    n = len(load_eval_set())
-    return (f"Eval set: {n} questions about the site (`llmnotes/assets/rag_eval.jsonl`), "
-            "metrics at page level over the shipped docs snapshot.\n\n"
-            + results_table(compare_retrievers()))
+    questions = load_eval_set()
+    n, n_sec = len(questions), sum(bool(q.anchors) for q in questions)
+    return (f"Eval set: {n} questions about the site (`llmnotes/assets/rag_eval.jsonl`) over "
+            "the shipped docs snapshot. Page level (any chunk of the answering page counts):\n\n"
+            + results_table(compare_retrievers()) + f"\n\nSection level ({n_sec} questions with "
+            "an anchor; only a chunk under the answering heading counts):\n\n"
+            + results_table(compare_retrievers(level="section")))
 
 
 def main() -> None:

@@ -71,12 +71,12 @@ def build_retriever(chunks: Sequence[Chunk], kind: str = "auto"):
 
 
 def compare_retrievers(chunks: Sequence[Chunk] | None = None, questions=None,
-                       depth: int = 50) -> dict[str, dict[str, float]]:
+                       depth: int = 50, level: str = "page") -> dict[str, dict[str, float]]:
     """Evaluate BM25, dense, hybrid and hybrid + rerank on the site's evaluation set.
 
-    Returns ``{retriever: {"recall@1", "recall@5", "MRR", "nDCG@10"}}`` at page level (see
-    :func:`llmnotes.retrieval_eval.evaluate`). Dense vectors come from the on-disk cache after
-    the first run.
+    Returns ``{retriever: {"recall@1", "recall@5", "MRR", "nDCG@10"}}`` at ``level``
+    ``"page"`` or ``"section"`` (see :func:`llmnotes.retrieval_eval.evaluate`). Dense vectors
+    come from the on-disk cache after the first run.
     """
     from llmnotes.retrieval_eval import evaluate, load_eval_set
 
@@ -87,7 +87,7 @@ def compare_retrievers(chunks: Sequence[Chunk] | None = None, questions=None,
     retrievers = {"BM25": bm25, "dense (MiniLM)": dense,
                   "hybrid (RRF)": HybridRetriever(bm25, dense),
                   "hybrid + rerank": HybridRetriever(bm25, dense, rerank=True)}
-    return {name: evaluate(r, chunks, questions, depth) for name, r in retrievers.items()}
+    return {name: evaluate(r, chunks, questions, depth, level) for name, r in retrievers.items()}
 
 
 # --- prompt assembly ----------------------------------------------------------------------

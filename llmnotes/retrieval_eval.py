@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Collection, Mapping, Sequence
 
 __all__ = ["recall_at_k", "mrr", "ndcg_at_k", "EvalQuestion", "load_eval_set", "pages_of",
-           "evaluate", "results_table", "EVAL_SET"]
+           "sections_of", "evaluate", "results_table", "EVAL_SET"]
 
 EVAL_SET = Path(__file__).parent / "assets" / "rag_eval.jsonl"
 
@@ -114,11 +114,27 @@ def pages_of(hits, chunks) -> list[str]:
     return list(dict.fromkeys(chunks[h.index].path for h in hits))
 
 
-def evaluate(retriever, chunks, questions: Sequence[EvalQuestion], depth: int = 50) -> dict:
-    """Recall@1/@5, MRR and nDCG@10 of ``retriever`` (anything with ``.search(q, k)``)
-    over ``questions``, at page level."""
-    rankings = [pages_of(retriever.search(q.question, depth), chunks) for q in questions]
-    relevant = [set(q.pages) for q in questions]
+def sections_of(hits, chunks) -> list[str]:
+    """Ranked chunk hits -> ranked distinct ``page#anchor`` sections."""
+    return list(dict.fromkeys(f"{chunks[h.index].path}#{chunks[h.index].anchor}" for h in hits))
+
+
+def evaluate(retriever, chunks, questions: Sequence[EvalQuestion], depth: int = 50,
+             level: str = "page") -> dict:
+    """Recall@1/@5, MRR and nDCG@10 of ``retriever`` (anything with ``.search(q, k)``).
+
+    ``level="page"``: a question is answered by any chunk of its pages. ``level="section"``:
+    only by a chunk under one of its anchors (questions without anchors are skipped).
+    """
+    if level == "page":
+        rankings = [pages_of(retriever.search(q.question, depth), chunks) for q in questions]
+        relevant = [set(q.pages) for q in questions]
+    elif level == "section":
+        questions = [q for q in questions if q.anchors]
+        rankings = [sections_of(retriever.search(q.question, depth), chunks) for q in questions]
+        relevant = [{f"{p}#{a}" for p in q.pages for a in q.anchors} for q in questions]
+    else:
+        raise ValueError(f"level must be 'page' or 'section', got {level!r}")
     return {"recall@1": recall_at_k(rankings, relevant, 1),
             "recall@5": recall_at_k(rankings, relevant, 5),
             "MRR": mrr(rankings, relevant),

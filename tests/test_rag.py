@@ -397,6 +397,11 @@ def test_evaluate_and_table_on_a_toy_site():
           EvalQuestion("unrelated words only", ["rag/dense.md"])]
     m = evaluate(build_retriever(chunks, "bm25"), chunks, qs)
     assert m["recall@1"] == pytest.approx(2 / 3) and m["MRR"] == pytest.approx(2 / 3)
+    qs_sec = [EvalQuestion("term frequency", ["rag/bm25.md"], ["c"]), qs[1]]  # qs[1]: no anchor
+    sec = evaluate(build_retriever(chunks, "bm25"), chunks, qs_sec, level="section")
+    assert sec["recall@1"] == 1.0  # only the anchored question counts, and chunk "c" is first
+    with pytest.raises(ValueError, match="level must be"):
+        evaluate(build_retriever(chunks, "bm25"), chunks, qs, level="chunk")
     table = results_table({"BM25": m})
     assert table.splitlines()[0] == "| retriever | recall@1 | recall@5 | MRR | nDCG@10 |"
     assert "| BM25 | 0.667 |" in table
