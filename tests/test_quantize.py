@@ -239,11 +239,15 @@ def test_quantized_model_still_generates(method):
     assert isinstance(q.lm_head, nn.Linear) and q.lm_head.weight is q.transformer.wte.weight
     with torch.no_grad():
         a, b = model(ids), q(ids)
-        # greedy decoding with the KV cache runs and agrees with the float model most of the time
-        x = ids[:1, :8]
+        # greedy decoding with the KV cache: same tokens as re-running the full sequence each step
+        x, cache = ids[:2, :8], q.make_cache(2)
+        logits = q(x, cache=cache)[:, -1]
         for _ in range(8):
-            x = torch.cat([x, q(x)[:, -1:].argmax(-1)], 1)
-    assert x.shape == (1, 16)
+            nxt = logits.argmax(-1, keepdim=True)
+            assert torch.equal(nxt, q(x)[:, -1].argmax(-1, keepdim=True))
+            x = torch.cat([x, nxt], 1)
+            logits = q(nxt, cache=cache)[:, -1]
+    assert x.shape == (2, 16)
     assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.8
     assert model_bytes(q) < model_bytes(model)
 
