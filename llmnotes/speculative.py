@@ -53,6 +53,29 @@ class SpeculativeStats:
         return self.emitted / max(self.rounds, 1)
 
 
+def early_exit_draft(target, n_layers: int):
+    """A draft that *is* the target, cut short: its first ``n_layers`` blocks, then its final
+    LayerNorm and LM head (the drafting idea of LayerSkip, Elhoushi et al. 2024, arXiv:2404.16710).
+
+    The weights are shared, not copied, so the draft costs no memory; it needs no training and
+    always shares the target's tokenizer. It agrees with the target wherever the first layers
+    already "know" the next token.
+    """
+    from llmnotes.model import GPT
+
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= target.config.n_layer:
+        raise ValueError(f"n_layers must be an int in [1, {target.config.n_layer}], got {n_layers!r}")
+    small = target.config.replace(n_layer=1, vocab_size=1, n_embd=target.config.n_head,
+                                  block_size=1)  # a throwaway shell: its modules are replaced below
+    draft = GPT(small)
+    draft.config = target.config.replace(n_layer=n_layers)
+    draft.transformer = torch.nn.ModuleDict(dict(
+        wte=target.transformer.wte, wpe=target.transformer.wpe, drop=target.transformer.drop,
+        h=torch.nn.ModuleList(list(target.transformer.h)[:n_layers]), ln_f=target.transformer.ln_f))
+    draft.lm_head = target.lm_head
+    return draft.train(target.training)
+
+
 def _probs(logits: torch.Tensor, temperature: float, top_k, top_p, min_p) -> torch.Tensor:
     """Logits (N, V) -> the distribution sampling draws from (N, V) (one-hot argmax when greedy)."""
     logits = logits.float()

@@ -1,0 +1,152 @@
+"""Decode speed: batch-1 greedy tokens/s, llmnotes vs Hugging Face transformers, same weights.
+
+    python benchmarks/decode.py [--preset gpt2] [--new-tokens 256] [--repeats 3] [--threads 2]
+                                [--compile] [--write]
+
+Peers, run interleaved in one process (repeat 1 of every peer, then repeat 2, ...; the median
+per peer is reported, so load from other jobs hits every peer alike):
+
+* ``llmnotes``: ``llmnotes.sampling.generate(temperature=0)`` (static pre-allocated KV cache).
+* ``hf dynamic``: ``GPT2LMHeadModel.generate(do_sample=False)`` with its default DynamicCache,
+  loaded from the directory ``model.save_pretrained`` wrote (identical weights).
+* ``--compile`` adds ``llmnotes compile`` (``generate(compile=True)``) and ``hf static+compile``
+  (``cache_implementation="static"`` with the forward under ``torch.compile``). Compilation time
+  is excluded: each is warmed up once before timing.
+* ``speculative``: ``speculative_generate`` with an *early-exit* draft: the target's own first
+  ``--draft-layers`` blocks plus its final LayerNorm and head (the idea of LayerSkip, Elhoushi et
+  al. 2024, arXiv:2404.16710). It needs no second model, and with random weights this is the only
+  kind of draft that agrees with the target often enough to measure anything.
+
+Every peer must produce the same tokens as ``llmnotes`` (asserted), so the comparison is like for
+like. Random weights (``GPTConfig.from_preset(preset)``): speed does not depend on their values,
+only the speculative acceptance rate does, and that is printed with it. ``--write`` replaces this
+benchmark's section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmnotes import GPT, GPTConfig  # noqa: E402
+from llmnotes.sampling import generate  # noqa: E402
+from llmnotes.speculative import early_exit_draft, speculative_generate  # noqa: E402
+from llmnotes.utils import atomic_write_text  # noqa: E402
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="gpt2")
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--prompt-tokens", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--draft-layers", type=int, default=2)
+    ap.add_argument("--num-draft", type=int, default=4)
+    ap.add_argument("--compile", action="store_true", help="also time the torch.compile paths")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    from transformers import GPT2LMHeadModel
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset(args.preset)).to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        hf = GPT2LMHeadModel.from_pretrained(tmp).to(device).eval()
+    idx = torch.randint(0, model.config.vocab_size, (1, args.prompt_tokens), device=device)
+    mask = torch.ones_like(idx)
+    n = args.new_tokens
+    hf_kw = dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                 pad_token_id=0)
+    draft = early_exit_draft(model, args.draft_layers)
+
+    peers = {
+        "llmnotes": lambda: generate(model, idx, n, temperature=0),
+        "hf dynamic": lambda: hf.generate(idx, **hf_kw),
+    }
+    stats = {}
+
+    def spec():
+        out, s = speculative_generate(model, draft, idx, n, num_draft=args.num_draft, temperature=0,
+                                      return_stats=True)
+        stats["spec"] = s
+        return out
+
+    peers["speculative"] = spec
+    if args.compile:
+        hf.forward = torch.compile(hf.forward)
+        peers["llmnotes compile"] = lambda: generate(model, idx, n, temperature=0, compile=True)
+        peers["hf static+compile"] = lambda: hf.generate(idx, cache_implementation="static", **hf_kw)
+
+    with torch.no_grad():
+        reference = peers["llmnotes"]()
+        for name, fn in peers.items():  # warm-up (and compilation) + correctness
+            t0 = time.perf_counter()
+            out = fn()
+            print(f"warm-up {name}: {time.perf_counter() - t0:.1f}s", flush=True)
+            if not torch.equal(out, reference):
+                raise SystemExit(f"{name} produced different tokens from llmnotes")
+        times: dict[str, list[float]] = {name: [] for name in peers}
+        for r in range(args.repeats):
+            for name, fn in peers.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                print(f"repeat {r} {name}: {n / times[name][-1]:.1f} tok/s", flush=True)
+
+    base = n / statistics.median(times["hf dynamic"])
+    rows = []
+    for name in peers:
+        tps = n / statistics.median(times[name])
+        rows.append((name, statistics.median(times[name]), tps, tps / base))
+    s = stats["spec"]
+    machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, "
+               f"{'GPU ' + torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU, no GPU'}")
+    cmd = "python " + " ".join(["benchmarks/decode.py"] + sys.argv[1:])
+    lines = [
+        f"Command: `{cmd}`. Machine: {machine}, torch {torch.__version__} (2-core machine shared with "
+        "other jobs: compare rows of one run, not across runs). Model: "
+        f"`{args.preset}` preset ({model.num_params():,} parameters), random weights, batch 1, "
+        f"{args.prompt_tokens}-token prompt, {n} new tokens, greedy; every peer's tokens equal llmnotes' "
+        f"(asserted); median of {args.repeats} interleaved repeats.",
+        "",
+        "| decoder | seconds | tokens/s | vs HF dynamic cache |",
+        "|---|---:|---:|---:|",
+    ] + [f"| {name} | {sec:.2f} | {tps:.1f} | {rel:.2f}x |" for name, sec, tps, rel in rows] + [
+        "",
+        f"Speculative: early-exit draft = the target's first {args.draft_layers} of "
+        f"{model.config.n_layer} blocks, {args.num_draft} proposals per round; acceptance rate "
+        f"{s.acceptance_rate:.2f}, {s.tokens_per_round:.2f} tokens per target pass "
+        f"({s.rounds} target passes for {s.emitted} tokens).",
+    ]
+    print("\n".join(lines))
+    if args.write:
+        block = "\n".join(["<!-- decode:begin -->", "## Decoding (`benchmarks/decode.py`)", ""] + lines
+                          + ["<!-- decode:end -->"]) + "\n"
+        text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+        if "<!-- decode:begin -->" in text:
+            before, rest = text.split("<!-- decode:begin -->", 1)
+            after = rest.split("<!-- decode:end -->", 1)[1].lstrip("\n")
+            text = before + block + ("\n" + after if after else "")
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+        atomic_write_text(RESULTS, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
