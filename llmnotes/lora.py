@@ -67,7 +67,9 @@ class LoRALinear(nn.Module):
         self.r, self.alpha, self.scaling = r, float(alpha), float(alpha) / r
         ref = next(iter(base.parameters()), None)
         ref = ref if ref is not None else next(iter(base.buffers()))
-        dtype = ref.dtype if ref.dtype.is_floating_point else torch.float32
+        # Adapters train in fp32 even on a bf16/fp16 or quantized base (peft's default too):
+        # they are small, and half-precision Adam updates on them would round away.
+        dtype = ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32
         self.lora_A = nn.Linear(self.in_features, r, bias=False, device=ref.device, dtype=dtype)
         self.lora_B = nn.Linear(r, self.out_features, bias=False, device=ref.device, dtype=dtype)
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -190,8 +192,10 @@ def merge_lora(model: nn.Module) -> nn.Module:
             if not layer.merged:
                 w = w + layer.delta_weight().float()
             bias = getattr(layer.base, "bias", None)
+            # keep a float base's dtype; a quantized base becomes the adapters' float dtype
+            dtype = layer.base.weight.dtype if isinstance(layer.base, nn.Linear) else layer.lora_A.weight.dtype
             dense = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None,
-                              device=w.device, dtype=layer.lora_A.weight.dtype)
+                              device=w.device, dtype=dtype)
             dense.weight.copy_(w)
             if bias is not None:
                 dense.bias.copy_(bias)
@@ -241,3 +245,22 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
         if hasattr(m, "qweight") and hasattr(m, "in_features") and not isinstance(m, nn.Linear):
             total += m.in_features * m.out_features
     return trainable, total
+
+
+def memory_breakdown(model: nn.Module, optimizer_states: int = 2) -> dict[str, int]:
+    """Bytes a training step must hold, from the model's actual tensors (activations excluded).
+
+    ``weights``: every parameter and buffer (shared tensors once) — fp32, bf16 or packed 4-bit;
+    ``gradients``: one per trainable element, in its dtype; ``optimizer``: ``optimizer_states``
+    fp32 tensors per trainable element (AdamW keeps two moments). Works on ``meta`` tensors too,
+    so big configurations can be counted without allocating them.
+    """
+    seen, weights = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            weights += t.numel() * t.element_size()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    grads = sum(p.numel() * p.element_size() for p in trainable)
+    opt = optimizer_states * 4 * sum(p.numel() for p in trainable)
+    return {"weights": weights, "gradients": grads, "optimizer": opt, "total": weights + grads + opt}
