@@ -313,6 +313,23 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
             raise APIError(503, f"No generation slot became free within {cfg.queue_timeout} s. Retry later.",
                            "server_error", None, "queue_timeout", {"Retry-After": retry}) from None
 
+    async def admit_unless_gone(request: Request) -> bool:
+        """Wait for a slot; give up (False) if the client disconnects while queued."""
+        waiting = asyncio.ensure_future(admit())
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=0.1)
+            if done:
+                waiting.result()  # raises the 503 if the queue was full or the wait too long
+                return True
+            if await request.is_disconnected():
+                waiting.cancel()
+                try:
+                    await waiting
+                except (asyncio.CancelledError, APIError):
+                    return False
+                await admission.release()  # the slot came free just as we gave up: hand it on
+                return False
+
     def timeout_error() -> APIError:
         return APIError(504, f"Generation stopped after request_timeout={cfg.request_timeout} s; "
                         "ask for fewer tokens", "server_error", None, "timeout")
@@ -409,7 +426,9 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                     rec.account(cached)
                     rec.finish(200)
                     return answer(out, rec, cached)
-            await admit()
+            if not await admit_unless_gone(request):
+                rec.finish(499, "client_disconnected")
+                return Response(status_code=499)
             task, queue, cancel = start_generation(req, rec, ids)
             if key is not None:
                 task.add_done_callback(lambda t: _store(t, key))

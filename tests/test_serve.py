@@ -396,6 +396,29 @@ def test_client_disconnect_stops_generation(model):
     assert all(x["completion_tokens"] < 60 and x["finish_reason"] == "cancelled" for x in stopped), stopped
 
 
+def test_a_client_that_leaves_the_queue_is_never_served(model):
+    slow = SlowModel(model, delay=0.02)
+    app = create_app(slow, tokenizer(), model_name=MODEL_NAME, response_cache_size=0)
+    logger = logging.getLogger("llmnotes.serve")
+    handler = LogLines()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with BackgroundServer(app) as srv, ThreadPoolExecutor(1) as pool:
+            body = {"model": MODEL_NAME, "prompt": "first", "max_tokens": 40, "temperature": 0.5}
+            first = pool.submit(httpx.post, srv.url + "/v1/completions", json=body, timeout=30)
+            time.sleep(0.2)  # the first request holds the only slot
+            with pytest.raises(httpx.ReadTimeout):  # the second waits in the queue, then gives up
+                httpx.post(srv.url + "/v1/completions", json=body | {"prompt": "second"}, timeout=0.3)
+            assert first.result().status_code == 200
+            time.sleep(0.3)
+    finally:
+        logger.removeHandler(handler)
+    left = [x for x in handler.lines if x["status"] == 499]
+    assert len(left) == 1 and left[0]["completion_tokens"] == 0 and left[0]["finish_reason"] is None
+    assert app.state.admission.active == 0 and app.state.admission.waiting == 0
+
+
 def test_health_is_503_until_warm(model):
     app = create_app(model, tokenizer(), model_name=MODEL_NAME)
     from fastapi.testclient import TestClient
