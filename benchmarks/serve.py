@@ -8,7 +8,8 @@ Three experiments, each comparing two server settings side by side in one run:
    cache can answer). Peers: one generation at a time (``max_concurrent=1``, the default) vs
    two threads (``max_concurrent=2``), alternating, ``--repeats`` times each; the median run
    (by requests/s) is reported with its generated tokens/s and TTFT p50/p95.
-2. **Response cache.** The same greedy request 30 times: latency with the LRU cache vs without.
+2. **Response cache.** The same greedy request 30 times to a server with the LRU cache and to
+   one without, alternating: latency of each.
 3. **Prefix cache.** A 5-turn chat that re-sends the conversation every turn (as chat clients
    do): TTFT per turn with the KV cache of the shared prefix reused vs recomputed.
 
@@ -98,10 +99,19 @@ async def concurrency_run(url: str, clients: int, requests: int, max_tokens: int
             "p50": pct(ttfts, 0.5), "p95": pct(ttfts, 0.95), "n": len(rows)}
 
 
-async def repeated_run(url: str, n: int) -> list[float]:
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        body = {"prompt": "The little fox and the old owl", "max_tokens": 32, "temperature": 0}
-        return [(await stream(client, "/v1/completions", body))[1] for _ in range(n)]
+async def repeated_run(urls: list[str], n: int) -> list[list[float]]:
+    """Latency of the same greedy request sent ``n`` times to each server, alternating servers."""
+    body = {"prompt": "The little fox and the old owl", "max_tokens": 32, "temperature": 0}
+    out: list[list[float]] = [[] for _ in urls]
+    clients = [httpx.AsyncClient(base_url=u, timeout=60) for u in urls]
+    try:
+        for _ in range(n):
+            for i, client in enumerate(clients):
+                out[i].append((await stream(client, "/v1/completions", body))[1])
+    finally:
+        for client in clients:
+            await client.aclose()
+    return out
 
 
 async def chat_run(url: str, turns: int) -> list[float]:
@@ -166,12 +176,11 @@ def main() -> None:
     say()
     say("| same greedy request x30 (32 tokens) | median latency (ms) | p95 (ms) |")
     say("|---|---:|---:|")
-    medians = {}
-    for size, label in ((256, "response cache on"), (0, "response cache off")):
-        with serve(model, tok, response_cache_size=size) as srv:
-            lat = asyncio.run(repeated_run(srv.url, 30))
-        medians[size] = statistics.median(lat)
-        say(f"| {label} | {medians[size] * 1000:.1f} | {pct(lat, 0.95) * 1000:.1f} |")
+    with serve(model, tok, response_cache_size=256) as on, serve(model, tok, response_cache_size=0) as off:
+        lat_on, lat_off = asyncio.run(repeated_run([on.url, off.url], 30))
+    medians = {256: statistics.median(lat_on), 0: statistics.median(lat_off)}
+    for lat, label in ((lat_on, "response cache on"), (lat_off, "response cache off")):
+        say(f"| {label} | {statistics.median(lat) * 1000:.1f} | {pct(lat, 0.95) * 1000:.1f} |")
     say()
     say(f"| {args.turns}-turn chat | mean TTFT turns 2..{args.turns} (ms) | TTFT per turn (ms) |")
     say("|---|---:|---|")
