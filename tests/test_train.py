@@ -18,7 +18,8 @@ import torch.nn as nn
 
 from llmnotes import checkpoint as ckpt
 from llmnotes.model import GPT, GPTConfig
-from llmnotes.train import (EpochSampler, Trainer, TrainConfig, TokenWindows, TrainingDiverged, lr_at,
+from llmnotes.data import TokenDataset
+from llmnotes.train import (EpochSampler, Trainer, TrainConfig, TrainingDiverged, lr_at,
                             param_groups, plot_history)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,16 +124,6 @@ def test_epoch_sampler_visits_every_window_once_per_epoch_and_resumes():
         EpochSampler(11, seed=3).load_state_dict(state)
 
 
-def test_token_windows_shift_targets_by_one():
-    arr = np.arange(20, dtype=np.uint16)
-    w = TokenWindows(arr, block_size=4)
-    assert len(w) == 4  # starts 0, 4, 8, 12 (a window needs 5 tokens)
-    x, y = w[3]
-    assert x.tolist() == [12, 13, 14, 15] and y.tolist() == [13, 14, 15, 16] and x.dtype == torch.long
-    with pytest.raises(IndexError):
-        w[4]
-
-
 # ---- the Trainer equals the hand-written loop -----------------------------------------------
 
 
@@ -144,7 +135,7 @@ def test_trainer_matches_a_hand_written_loop():
     losses = [r["loss"] for r in trainer.fit()]
 
     model = nano()
-    windows = TokenWindows(data, model.config.block_size)
+    windows = TokenDataset(data, model.config.block_size)
     sampler = EpochSampler(len(windows), c.seed)
     opt = torch.optim.AdamW(param_groups(model, c.weight_decay), lr=c.lr, betas=c.betas, eps=c.eps)
     ref_losses = []
