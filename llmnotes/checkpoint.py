@@ -157,6 +157,7 @@ def save(out_dir: str | os.PathLike, step: int, weights: dict[str, torch.Tensor]
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary directory
     try:
         tensors, aliases = _dedupe(weights)
         save_file(tensors, str(tmp / WEIGHTS), metadata={"aliases": json.dumps(aliases), "step": str(step)})
