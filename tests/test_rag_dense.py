@@ -211,3 +211,17 @@ def test_ask_command_prints_sources(capsys):
     assert out.startswith("Sources:\n[1] ") and out.count("\n[") == 3
     assert main(["ask", "x", "--k", "0", "--retriever", "bm25"]) == 2
     assert "--k must be a positive int" in capsys.readouterr().err
+
+
+def test_shipped_vectors_cover_the_eval_questions():
+    """The package ships MiniLM vectors of its docs snapshot and eval questions (fp16)."""
+    from llmnotes.dense import SITE_EMBEDDINGS
+    from llmnotes.retrieval_eval import load_eval_set
+    with np.load(SITE_EMBEDDINGS, allow_pickle=False) as data:
+        keys = {k.decode() for k in data["keys"]}
+        vectors = data["vectors"]
+    assert vectors.dtype == np.float16 and vectors.shape == (len(keys), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    missing = [q.question for q in load_eval_set() if EmbeddingCache.key(q.question) not in keys]
+    assert not missing, ("rebuild the shipped vectors: python -m llmnotes.rag build-index docs "
+                         f"--embed ({len(missing)} questions missing)")
