@@ -202,7 +202,7 @@ def main() -> None:
         f"give {peak[2] / peak[1]:.2f}x the requests/s of one.")
 
     cmd = "python benchmarks/serve.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {device}"
+    machine = f"{platform.machine()}, torch threads: {torch.get_num_threads()}, device: {device}"
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name()})"
     header = [
@@ -210,7 +210,7 @@ def main() -> None:
         "## Serving (`benchmarks/serve.py`)",
         "",
         f"Command: `{cmd.strip()}`. Machine: {machine} (a shared 2-core CPU box: compare rows of one "
-        f"run, not across runs). Model: {what} (4 layers, 192 dims, context 256). Client and server "
+        f"run, not across runs; other jobs' load varied during the run). Model: {what} (4 layers, 192 dims, context 256). Client and server "
         "share the machine (localhost, httpx streaming clients). TTFT is measured by the client: "
         "request sent to first text received, queueing included.",
         "",
