@@ -36,6 +36,22 @@ from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_state_dict
 from llmnotes.train import Trainer, TrainConfig
 from llmnotes.utils import atomic_path, atomic_write_text, autocast
 
+__all__ = [
+    # classification
+    "GPTClassifier", "freeze", "ClassificationDataset", "classification_loss", "predict", "accuracy",
+    "confusion_matrix", "CLASSIFY_LABELS", "load_classification",
+    # instructions
+    "format_alpaca", "format_chat", "format_prompt", "encode_example", "InstructionDataset", "sft_loss",
+    "respond", "evaluate_instructions", "load_instructions",
+    # LoRA / QLoRA
+    "LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "disable_lora", "lora_state_dict",
+    "trainable_parameters",
+    # preferences
+    "dpo_loss", "sequence_logprob", "DPOLoss", "PreferenceDataset", "preference_margin", "load_preferences",
+    # training and the command line
+    "FinetuneTrainer", "TrainConfig", "build_task", "add_finetune_arguments", "run_finetune",
+]
+
 # --------------------------------------------------------------------------------------------
 # Classification
 # --------------------------------------------------------------------------------------------

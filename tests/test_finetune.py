@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmnotes.dpo import DPOLoss, PreferenceDataset, dpo_loss, preference_margin, sequence_logprob
-from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassifier, accuracy, build_task,
+from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassifier, accuracy,
                                classification_loss, confusion_matrix, freeze, predict)
 from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_instructions, load_preferences,
                                     read_jsonl, SCHEMAS)
-from llmnotes.instruct import (ALPACA_PROMPT, IGNORE_INDEX, InstructionDataset, encode_example, format_alpaca,
+from llmnotes.instruct import (IGNORE_INDEX, InstructionDataset, encode_example, format_alpaca,
                                format_chat, format_prompt, score_response, sft_loss)
 from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_layers, lora_state_dict, merge_lora,
                            trainable_parameters, unmerge_lora)
@@ -81,7 +80,8 @@ def test_lora_in_place_merge_unmerge_and_reference_path():
     layer.merge()
     torch.testing.assert_close(layer(x), y, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(layer.base.weight, w0 + 3.0 * layer.lora_B.weight @ layer.lora_A.weight)
-    layer.unmerge()
+    unmerge_lora(layer)
+    assert not layer.merged
     torch.testing.assert_close(layer.base.weight, w0, rtol=1e-6, atol=1e-6)
     assert layer.scaling == 3.0
 
@@ -412,3 +412,22 @@ def test_cli(tok, tmp_path, task, extra):
     if task == "instruct":
         assert (out / "model" / "model.safetensors").is_file()
     assert main(["finetune", "--task", "dpo", "--qlora", "--model", str(model_dir), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_memory_breakdown_counts_bytes():
+    from llmnotes.lora import memory_breakdown
+
+    model = nano()
+    n = model.num_params()
+    assert memory_breakdown(model) == {"weights": 4 * n, "gradients": 4 * n, "optimizer": 8 * n, "total": 16 * n}
+    apply_lora(model, r=4, alpha=8)
+    trainable = trainable_parameters(model)[0]
+    m = memory_breakdown(model)
+    assert (m["gradients"], m["optimizer"]) == (4 * trainable, 8 * trainable)
+    q = nano()
+    quantize_model(q, "nf4")
+    apply_lora(q, r=4, alpha=8)
+    assert memory_breakdown(q)["weights"] < m["weights"] * 0.6
+    with torch.device("meta"):  # shapes only: GPT-2 small counted without allocating it
+        big = GPT(GPTConfig.from_preset("gpt2"))
+    assert memory_breakdown(big)["weights"] == 4 * 124_439_808
