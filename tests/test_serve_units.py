@@ -280,3 +280,20 @@ def test_default_chat_template():
     text = t.render([{"role": "system", "content": "Be kind."}, {"role": "user", "content": " Hi "}])
     assert text == "System: Be kind.\n\nUser: Hi\n\nAssistant:"
     assert "\nUser:" in t.stop
+
+
+def test_chat_page_is_self_contained():
+    # No CDN, no build step: every file the page loads is served by the package itself.
+    import re
+
+    from llmnotes.serve import WEB_DIR
+
+    names = sorted(p.name for p in WEB_DIR.iterdir())
+    assert names == ["chat.css", "chat.js", "index.html"]
+    html = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r'(?:src|href)="([^"]+)"', html) == ["/static/chat.css", "/static/chat.js"]
+    for name in names:
+        text = (WEB_DIR / name).read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text, name
+    js = (WEB_DIR / "chat.js").read_text(encoding="utf-8")
+    assert "textContent" in js and "innerHTML" not in js  # replies are shown as text, never as HTML
