@@ -15,8 +15,8 @@ that harder than :func:`llmnotes.sampling.generate`:
 
 The loop itself is the usual cached decode loop (prefill the prompt, then one token per step),
 with the logits rules and the sampler of :mod:`llmnotes.sampling` (``build_processors``,
-``sample_next``): what differs from ``sampling.stream`` is only the cache it starts from and
-that it emits text rather than token ids.
+``sample_next``). What differs from ``sampling.stream``: it starts from a reused cache, it can be
+cancelled between tokens, and it emits text (with log-probs) rather than token ids.
 """
 
 from __future__ import annotations
