@@ -122,3 +122,14 @@ def test_pages_with_code_offer_a_download():
 
     nb = json.loads((page.parent / "attention.ipynb").read_text(encoding="utf-8"))
     assert nb["nbformat"] == 4 and any(c["cell_type"] == "code" for c in nb["cells"])
+
+
+def test_downloaded_home_script_runs(tmp_path):
+    """The published script of a page runs as-is with plain `python` (the home page's: cheap)."""
+    import subprocess
+
+    script = built_site() / "home.py"
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'Once', ' upon'" in proc.stdout
