@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest-markdown-docs imports tests without it
-from site_tools import ROOT, built_site  # noqa: E402
+from site_tools import ROOT, built_site, site_url_path  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -46,19 +46,43 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
+PREFIX = site_url_path()  # "/llmnotes/": served where GitHub Pages serves it, so the 404 page's
+                          # absolute links work as they will when deployed
+
+
+class _PagesLikeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serve the site under ``PREFIX`` and answer unknown paths with 404.html, as GitHub Pages does."""
+
     def log_message(self, *args):
         pass
+
+    def translate_path(self, path):
+        path = path.split("?", 1)[0].split("#", 1)[0]
+        inner = "/" + path[len(PREFIX):] if path.startswith(PREFIX) else "/__outside_the_site__"
+        return super().translate_path(inner)
+
+    def send_error(self, code, message=None, explain=None):
+        page = Path(self.directory) / "404.html"
+        if code != 404 or not page.is_file():
+            return super().send_error(code, message, explain)
+        body = page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
 def site_url():
     site = built_site()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
+    handler = functools.partial(_PagesLikeHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", site
+        yield f"http://127.0.0.1:{server.server_address[1]}{PREFIX}", site
     finally:
         server.shutdown()
         server.server_close()
@@ -195,5 +219,22 @@ def test_abbreviations_show_tooltips(site_url, browser):
         page.wait_for_selector(".md-tooltip2--active, .md-tooltip--active", timeout=5_000)
         page.screenshot(path=str(SHOTS / "abbreviation-tooltip.png"))
         assert not problems, "\n".join(problems)
+    finally:
+        page.close()
+
+
+def test_unknown_address_shows_the_custom_404(site_url, browser):
+    """A mistyped address gets the site's own 404 page, fully styled (its CSS and scripts load)."""
+    base, _ = site_url
+    page, problems = open_page(browser, base + "transformers/no-such-page/")
+    try:
+        assert page.locator("h1#page-not-found").count() == 1
+        assert page.locator("a[href$='/reading-list/']").count() >= 1
+        page.screenshot(path=str(SHOTS / "404.png"))
+        # The document itself answers 404 (as it should); nothing else may fail.
+        others = [p for p in problems if "no-such-page" not in p and "404 (File not found)" not in p]
+        assert not others, "\n".join(others)
+        styled = page.evaluate("getComputedStyle(document.querySelector('.md-header')).position")
+        assert styled in ("sticky", "fixed"), "the 404 page's stylesheet did not load"
     finally:
         page.close()
