@@ -122,6 +122,9 @@ def test_pages_with_code_offer_a_download():
 
     nb = json.loads((page.parent / "attention.ipynb").read_text(encoding="utf-8"))
     assert nb["nbformat"] == 4 and any(c["cell_type"] == "code" for c in nb["cells"])
+    # The injected line stays out of the search index (it would lead every search snippet).
+    index = (site / "search" / "search_index.json").read_text(encoding="utf-8")
+    assert "Download this page's code (" not in index
 
 
 def test_downloaded_home_script_runs(tmp_path):

@@ -37,7 +37,7 @@ def on_page_content(content, page, **kwargs):
         return content
     stem = code_file_stem(page)
     n = len(blocks)
-    link = (f'<p class="llmnotes-download">Download this page\'s code ({n} block'
+    link = (f'<p class="llmnotes-download" data-search-exclude>Download this page\'s code ({n} block'
             f'{"s" if n != 1 else ""}): <a href="{stem}.py" download>{stem}.py</a> · '
             f'<a href="{stem}.ipynb" download>{stem}.ipynb</a></p>')
     head, sep, rest = content.partition("</h1>")
