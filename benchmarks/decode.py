@@ -1,7 +1,11 @@
 """Decode speed: batch-1 greedy tokens/s, llmnotes vs Hugging Face transformers, same weights.
 
-    python benchmarks/decode.py [--preset gpt2] [--new-tokens 256] [--repeats 3] [--threads 2]
+    python benchmarks/decode.py [--preset gpt2 tiny] [--new-tokens 256] [--repeats 3] [--threads 2]
                                 [--compile] [--write]
+
+Two presets by default: ``gpt2`` (124M parameters: each decode step is dominated by matrix
+multiplies, so any two correct implementations converge to the same speed on a CPU) and ``tiny``
+(2.2M: each step is dominated by per-step overhead, where the decode loops differ most).
 
 Peers, run interleaved in one process (repeat 1 of every peer, then repeat 2, ...; the median
 per peer is reported, so load from other jobs hits every peer alike):
@@ -12,7 +16,7 @@ per peer is reported, so load from other jobs hits every peer alike):
 * ``--compile`` adds ``llmnotes compile`` (``generate(compile=True)``) and ``hf static+compile``
   (``cache_implementation="static"`` with the forward under ``torch.compile``). Compilation time
   is excluded: each is warmed up once before timing.
-* ``speculative``: ``speculative_generate`` with an *early-exit* draft: the target's own first
+* ``llmnotes speculative``: ``speculative_generate`` with an *early-exit* draft: the target's own first
   ``--draft-layers`` blocks plus its final LayerNorm and head (the idea of LayerSkip, Elhoushi et
   al. 2024, arXiv:2404.16710). It needs no second model, and with random weights this is the only
   kind of draft that agrees with the target often enough to measure anything.
@@ -45,9 +49,86 @@ from llmnotes.utils import atomic_write_text  # noqa: E402
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
+def bench_preset(preset: str, args, device: torch.device) -> list[str]:
+    """Time every peer on one preset; return the Markdown lines of its table."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset(preset)).to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        hf = GPT2LMHeadModel.from_pretrained(tmp).to(device).eval()
+    idx = torch.randint(0, model.config.vocab_size, (1, args.prompt_tokens), device=device)
+    mask = torch.ones_like(idx)
+    n = min(args.new_tokens, model.config.block_size - args.prompt_tokens)
+    hf_kw = dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                 pad_token_id=0)
+    draft_layers = min(args.draft_layers, model.config.n_layer - 1)
+    draft = early_exit_draft(model, draft_layers)
+    stats = {}
+
+    def spec():
+        out, s = speculative_generate(model, draft, idx, n, num_draft=args.num_draft, temperature=0,
+                                      return_stats=True)
+        stats["spec"] = s
+        return out
+
+    peers = {
+        "llmnotes": lambda: generate(model, idx, n, temperature=0),
+        "hf dynamic": lambda: hf.generate(idx, **hf_kw),
+        "llmnotes speculative": spec,
+    }
+    if args.compile:
+        hf.forward = torch.compile(hf.forward)
+        peers["llmnotes compile"] = lambda: generate(model, idx, n, temperature=0, compile=True)
+        peers["hf static+compile"] = lambda: hf.generate(idx, cache_implementation="static", **hf_kw)
+
+    failed = []
+    with torch.no_grad():
+        reference = peers["llmnotes"]()
+        for name, fn in list(peers.items()):  # warm-up (and compilation) + correctness
+            t0 = time.perf_counter()
+            try:
+                out = fn()
+            except Exception as err:  # a compile path that does not run here is reported, not fatal
+                if "compile" not in name:
+                    raise
+                failed.append(f"{name}: did not run ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+                del peers[name]
+                continue
+            print(f"[{preset}] warm-up {name}: {time.perf_counter() - t0:.1f}s", flush=True)
+            if not torch.equal(out, reference):
+                raise SystemExit(f"{name} produced different tokens from llmnotes")
+        times: dict[str, list[float]] = {name: [] for name in peers}
+        for r in range(args.repeats):
+            for name, fn in peers.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+                print(f"[{preset}] repeat {r} {name}: {n / times[name][-1]:.1f} tok/s", flush=True)
+
+    base = n / statistics.median(times["hf dynamic"])
+    s = stats["spec"]
+    lines = [
+        f"**`{preset}` preset** ({model.num_params():,} parameters, {model.config.n_layer} layers, "
+        f"vocabulary {model.config.vocab_size}), {n} new tokens:",
+        "",
+        "| decoder | seconds | tokens/s | vs HF dynamic cache |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in peers:
+        med = statistics.median(times[name])
+        lines.append(f"| {name} | {med:.2f} | {n / med:.1f} | {n / med / base:.2f}x |")
+    lines += ["", f"Speculative: early-exit draft = the first {draft_layers} of {model.config.n_layer} blocks, "
+              f"{args.num_draft} proposals per round; acceptance rate {s.acceptance_rate:.2f}, "
+              f"{s.tokens_per_round:.2f} tokens per target pass ({s.rounds} target passes for "
+              f"{s.emitted} tokens).", ""] + [f"- {f}" for f in failed] + ([""] if failed else [])
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="gpt2")
+    ap.add_argument("--preset", nargs="+", default=["gpt2", "tiny"])
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
@@ -58,81 +139,21 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
-    from transformers import GPT2LMHeadModel
-
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig.from_preset(args.preset)).to(device).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        hf = GPT2LMHeadModel.from_pretrained(tmp).to(device).eval()
-    idx = torch.randint(0, model.config.vocab_size, (1, args.prompt_tokens), device=device)
-    mask = torch.ones_like(idx)
-    n = args.new_tokens
-    hf_kw = dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                 pad_token_id=0)
-    draft = early_exit_draft(model, args.draft_layers)
-
-    peers = {
-        "llmnotes": lambda: generate(model, idx, n, temperature=0),
-        "hf dynamic": lambda: hf.generate(idx, **hf_kw),
-    }
-    stats = {}
-
-    def spec():
-        out, s = speculative_generate(model, draft, idx, n, num_draft=args.num_draft, temperature=0,
-                                      return_stats=True)
-        stats["spec"] = s
-        return out
-
-    peers["speculative"] = spec
-    if args.compile:
-        hf.forward = torch.compile(hf.forward)
-        peers["llmnotes compile"] = lambda: generate(model, idx, n, temperature=0, compile=True)
-        peers["hf static+compile"] = lambda: hf.generate(idx, cache_implementation="static", **hf_kw)
-
-    with torch.no_grad():
-        reference = peers["llmnotes"]()
-        for name, fn in peers.items():  # warm-up (and compilation) + correctness
-            t0 = time.perf_counter()
-            out = fn()
-            print(f"warm-up {name}: {time.perf_counter() - t0:.1f}s", flush=True)
-            if not torch.equal(out, reference):
-                raise SystemExit(f"{name} produced different tokens from llmnotes")
-        times: dict[str, list[float]] = {name: [] for name in peers}
-        for r in range(args.repeats):
-            for name, fn in peers.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-                print(f"repeat {r} {name}: {n / times[name][-1]:.1f} tok/s", flush=True)
-
-    base = n / statistics.median(times["hf dynamic"])
-    rows = []
-    for name in peers:
-        tps = n / statistics.median(times[name])
-        rows.append((name, statistics.median(times[name]), tps, tps / base))
-    s = stats["spec"]
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, "
+    tables = []
+    for preset in args.preset:
+        tables += bench_preset(preset, args, device)
+    machine = (f"{platform.machine()}, {torch.get_num_threads()} thread(s), "
                f"{'GPU ' + torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU, no GPU'}")
     cmd = "python " + " ".join(["benchmarks/decode.py"] + sys.argv[1:])
     lines = [
-        f"Command: `{cmd}`. Machine: {machine}, torch {torch.__version__} (2-core machine shared with "
-        "other jobs: compare rows of one run, not across runs). Model: "
-        f"`{args.preset}` preset ({model.num_params():,} parameters), random weights, batch 1, "
-        f"{args.prompt_tokens}-token prompt, {n} new tokens, greedy; every peer's tokens equal llmnotes' "
-        f"(asserted); median of {args.repeats} interleaved repeats.",
+        f"Command: `{cmd}`. Machine: {machine}, torch {torch.__version__}, shared with other jobs "
+        "(compare rows of one table, not across runs). Random weights, batch 1, "
+        f"{args.prompt_tokens}-token prompt, greedy; every peer's tokens equal llmnotes' (asserted); "
+        f"median of {args.repeats} interleaved repeats.",
         "",
-        "| decoder | seconds | tokens/s | vs HF dynamic cache |",
-        "|---|---:|---:|---:|",
-    ] + [f"| {name} | {sec:.2f} | {tps:.1f} | {rel:.2f}x |" for name, sec, tps, rel in rows] + [
-        "",
-        f"Speculative: early-exit draft = the target's first {args.draft_layers} of "
-        f"{model.config.n_layer} blocks, {args.num_draft} proposals per round; acceptance rate "
-        f"{s.acceptance_rate:.2f}, {s.tokens_per_round:.2f} tokens per target pass "
-        f"({s.rounds} target passes for {s.emitted} tokens).",
-    ]
+    ] + tables
     print("\n".join(lines))
     if args.write:
         block = "\n".join(["<!-- decode:begin -->", "## Decoding (`benchmarks/decode.py`)", ""] + lines
