@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import page_code  # noqa: E402
 
 _BLOCKS: dict[str, list] = {}  # src_uri -> the page's Python blocks, filled per page
+_SOURCE: dict[str, str] = {}  # src_uri -> the page's Markdown (for the notebook's text cells)
 
 
 def on_config(config, **kwargs):
@@ -28,6 +29,7 @@ def code_file_stem(page) -> str:
 
 def on_page_markdown(markdown, page, **kwargs):
     _BLOCKS[page.file.src_uri] = page_code.python_blocks(markdown)
+    _SOURCE[page.file.src_uri] = markdown
     return markdown
 
 
@@ -55,5 +57,7 @@ def on_post_page(output, page, config, **kwargs):
         url = "/" + page.url
         title = html.unescape(page.title or stem)
         atomic_write_text(out_dir / f"{stem}.py", page_code.to_script(blocks, page.file.src_uri, url))
-        atomic_write_text(out_dir / f"{stem}.ipynb", page_code.to_notebook(blocks, title, url))
+        atomic_write_text(out_dir / f"{stem}.ipynb", page_code.to_notebook(
+            blocks, title, url, _SOURCE.get(page.file.src_uri),
+            link_base=(page.file.src_uri, config.get("site_url") or "/")))
     return output

@@ -11,6 +11,7 @@ admonitions, so code indented under ``!!! note`` or ``=== "Tab"`` is included to
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class Block:
     code: str
     line: int  # 1-based line of the opening fence in the Markdown source
     notest: bool  # marked "cannot run here" (GPU, network): kept, but commented out
+    end: int = 0  # 0-based line just after the closing fence
 
 
 def _lang_and_options(info: str) -> tuple[str, set[str]]:
@@ -51,8 +53,26 @@ def python_blocks(markdown: str) -> list[Block]:
             continue
         lang, opts = _lang_and_options(tok.info)
         if lang in PYTHON_LANGS:
-            blocks.append(Block(tok.content, (tok.map[0] + 1) if tok.map else 0, "notest" in opts))
+            start, end = tok.map if tok.map else (0, 0)
+            blocks.append(Block(tok.content, start + 1, "notest" in opts, end))
     return blocks
+
+
+_MD_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s#]+\.md)(#[^)\s]*)?\)")
+
+
+def absolutize_links(text: str, src_path: str, site_url: str) -> str:
+    """Rewrite the page's relative ``.md`` links as absolute site URLs, so they still work in a
+    downloaded notebook: ``../rag/index.md#x`` on ``transformers/gpt.md`` ->
+    ``{site_url}rag/#x``."""
+
+    def url(m: re.Match) -> str:
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(src_path), m.group(1)))
+        path = path[:-3]  # drop .md
+        path = path[:-5] if path.endswith("index") else path + "/"
+        return f"]({site_url.rstrip('/')}/{path.lstrip('./')}{m.group(2) or ''})"
+
+    return _MD_LINK.sub(url, text)
 
 
 def to_script(blocks: list[Block], src_path: str, page_url: str) -> str:
@@ -73,21 +93,40 @@ def to_script(blocks: list[Block], src_path: str, page_url: str) -> str:
     return "\n".join(out)
 
 
-def to_notebook(blocks: list[Block], title: str, page_url: str) -> str:
-    """The same blocks as a Jupyter notebook (nbformat 4), one code cell each."""
+def to_notebook(blocks: list[Block], title: str, page_url: str, markdown: str | None = None,
+                link_base: tuple[str, str] | None = None) -> str:
+    """The page as a Jupyter notebook (nbformat 4): the prose between the code blocks as
+    Markdown cells (when ``markdown`` is given; ``link_base=(src_path, site_url)`` makes their
+    relative links absolute) and one code cell per block."""
 
     def lines(text: str) -> list[str]:
         parts = text.rstrip("\n").split("\n")
         return [p + "\n" for p in parts[:-1]] + parts[-1:]
 
-    cells = [{"cell_type": "markdown", "metadata": {},
-              "source": lines(f"# {title}\n\nThe code of the llmnotes page `{page_url}`, "
-                              "block by block.")}]
+    def md_cell(text: str) -> dict:
+        if link_base:
+            text = absolutize_links(text, *link_base)
+        return {"cell_type": "markdown", "metadata": {}, "source": lines(text)}
+
+    src = markdown.split("\n") if markdown is not None else None
+    cells = [md_cell(f"*The code of the llmnotes page `{page_url}`, with its text.*")]
+    if src is None:
+        cells[0] = md_cell(f"# {title}\n\nThe code of the llmnotes page `{page_url}`, block by block.")
+    prev = 0
     for b in blocks:
+        if src is not None:
+            prose = "\n".join(src[prev:b.line - 1]).strip()
+            if prose:
+                cells.append(md_cell(prose))
+            prev = b.end
         code = b.code if not b.notest else "".join(
             "# " + ln + "\n" for ln in b.code.rstrip("\n").split("\n"))
         cells.append({"cell_type": "code", "execution_count": None, "metadata": {},
                       "outputs": [], "source": lines(code)})
+    if src is not None:
+        tail = "\n".join(src[prev:]).strip()
+        if tail:
+            cells.append(md_cell(tail))
     nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
                                                       "name": "python3"},
                                        "language_info": {"name": "python"}},
