@@ -54,10 +54,14 @@ class Chunk:
         return f"{self.path}#{self.anchor}" if self.anchor else self.path
 
     @property
+    def label(self) -> str:
+        """``"Title / Heading"`` (just the title for the text under the page's own heading)."""
+        return self.title if self.heading == self.title else f"{self.title} / {self.heading}"
+
+    @property
     def search_text(self) -> str:
         """What retrievers index: the page title and heading carry much of a chunk's topic."""
-        head = self.title if self.heading == self.title else f"{self.title} / {self.heading}"
-        return f"{head}\n{self.text}"
+        return f"{self.label}\n{self.text}"
 
 
 # --- anchors: Python-Markdown's toc rules -------------------------------------------------

@@ -55,13 +55,14 @@ def load_site_chunks(docs_dir: str | Path | None = None) -> list[Chunk]:
 
 
 def build_retriever(chunks: Sequence[Chunk], kind: str = "auto"):
-    """``"bm25"``, ``"dense"``, ``"hybrid"``, ``"hybrid+rerank"`` or ``"auto"`` (hybrid when
-    the embedding packages are installed, else BM25)."""
+    """``"bm25"``, ``"dense"``, ``"hybrid"``, ``"hybrid+rerank"`` or ``"auto"``: hybrid with
+    the rerank stage when the embedding packages are installed (the best section-level
+    retriever on the site's evaluation set, see ``benchmarks/RESULTS.md``), else BM25."""
     kinds = ("auto", "bm25", "dense", "hybrid", "hybrid+rerank")
     if kind not in kinds:
         raise ValueError(f"retriever kind must be one of {kinds}, got {kind!r}")
     if kind == "auto":
-        kind = "hybrid" if embeddings_available() else "bm25"
+        kind = "hybrid+rerank" if embeddings_available() else "bm25"
     if kind == "bm25":
         return BM25(chunks)
     dense = DenseRetriever(chunks)
@@ -129,7 +130,7 @@ class Prompt:
 def _render(question: str, blocks: list[tuple[Chunk, str]], instructions: str) -> str:
     parts = [instructions, ""]
     for i, (chunk, text) in enumerate(blocks, start=1):
-        parts += [f"[{i}] {chunk.title} / {chunk.heading} ({chunk.url})", text, ""]
+        parts += [f"[{i}] {chunk.label} ({chunk.url})", text, ""]
     parts += [f"Question: {question}", "Answer:"]
     return "\n".join(parts)
 
@@ -272,7 +273,8 @@ def add_ask_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="chunks to retrieve (default 5)")
     p.add_argument("--retriever", default="auto",
                    choices=["auto", "bm25", "dense", "hybrid", "hybrid+rerank"],
-                   help="auto: hybrid if embeddings are installed, else BM25")
+                   help="auto (default): hybrid+rerank if the embedding packages are "
+                        "installed, else bm25")
     p.add_argument("--endpoint", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
                                       "(default: the shipped tiny model)")
     p.add_argument("--model", default="llmnotes-tiny", help="model name sent to --endpoint")
@@ -323,8 +325,7 @@ def run_ask(args: argparse.Namespace) -> int:
         print(f"Answer from {who}:\n{result.text}\n")
     print("Sources:")
     for i, chunk in enumerate(result.prompt.sources, start=1):
-        where = chunk.title if chunk.heading == chunk.title else f"{chunk.title} / {chunk.heading}"
-        print(f"[{i}] {chunk.url}  ({where})")
+        print(f"[{i}] {chunk.url}  ({chunk.label})")
     shown = len(result.prompt.sources)
     for h in result.hits[shown:]:
         print(f"    also retrieved, not in the prompt: {chunks[h.index].url}")
