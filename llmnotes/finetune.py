@@ -30,7 +30,7 @@ from llmnotes.dpo import DPOLoss, PreferenceDataset, dpo_loss, preference_margin
 from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_instructions,  # noqa: F401
                                     load_preferences)
 from llmnotes.instruct import (InstructionDataset, encode_example, evaluate_instructions, format_alpaca,  # noqa: F401
-                               format_chat, format_prompt, respond, sft_loss)
+                               format_chat, format_prompt, respond, score_response, sft_loss)
 from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_state_dict, merge_lora,  # noqa: F401
                            trainable_parameters, unmerge_lora)
 from llmnotes.train import Trainer, TrainConfig
@@ -42,7 +42,7 @@ __all__ = [
     "confusion_matrix", "CLASSIFY_LABELS", "load_classification",
     # instructions
     "format_alpaca", "format_chat", "format_prompt", "encode_example", "InstructionDataset", "sft_loss",
-    "respond", "evaluate_instructions", "load_instructions",
+    "respond", "evaluate_instructions", "score_response", "load_instructions",
     # LoRA / QLoRA
     "LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "disable_lora", "lora_state_dict",
     "trainable_parameters",

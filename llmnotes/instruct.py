@@ -194,12 +194,14 @@ def normalize(text: str) -> str:
 def score_response(row: dict, reply: str) -> float:
     """1.0 or 0.0. Questions with one answer: exact match after :func:`normalize`. Open
     ``"sentence"`` requests ("Write a sentence about a happy dog."): a rubric, the reply must name
-    the adjective and the animal and be one sentence of 4 to 20 words ending in a full stop."""
+    the adjective and the animal, be one sentence of 4 to 20 words ending in a full stop, and use
+    no word more than twice (no degenerate repetition)."""
     if row.get("kind") == "sentence":
         m = re.search(r"about an? (\w+) (\w+)\.", row["instruction"])
         words = re.findall(r"[a-z']+", reply.lower())
         ok = (m is not None and m.group(1) in words and m.group(2) in words and 4 <= len(words) <= 20
-              and reply.strip().endswith(".") and reply.count(".") == 1)
+              and reply.strip().endswith(".") and reply.count(".") == 1
+              and max(words.count(w) for w in words) <= 2)
         return float(ok)
     return float(normalize(reply) == normalize(row["output"]))
 

@@ -281,6 +281,7 @@ def test_score_response_rubric():
     assert score_response(row, "The happy dog ran in the park.") == 1.0
     assert score_response(row, "The dog ran.") == 0.0
     assert score_response(row, "happy dog. happy dog.") == 0.0
+    assert score_response(row, "happy dog happy dog happy dog.") == 0.0
     qa = {"instruction": "What did Tom find?", "kind": "find", "output": "Tom found a key."}
     assert score_response(qa, " tom found a key ") == 1.0 and score_response(qa, "Tom found a cup.") == 0.0
 
