@@ -185,15 +185,15 @@ def gguf_tensor_name(name: str) -> str:
 
 def _float_weights(model) -> dict[str, torch.Tensor]:
     """Every float tensor of the model by its state_dict name; quantized layers dequantized."""
-    from llmnotes.quantize import QuantizedLinear
+    from llmnotes.quantize import QuantizedEmbedding, QuantizedLinear
 
     out = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
     for name, module in model.named_modules():
-        if isinstance(module, QuantizedLinear):
+        if isinstance(module, (QuantizedLinear, QuantizedEmbedding)):
             for k in [k for k in out if k.startswith(name + ".")]:
                 del out[k]
             out[f"{name}.weight"] = module.dequantize_weight()
-            if module.bias is not None:
+            if getattr(module, "bias", None) is not None:
                 out[f"{name}.bias"] = module.bias.detach()
     return {k: v.detach().float().cpu() for k, v in out.items()}
 

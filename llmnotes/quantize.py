@@ -498,6 +498,56 @@ class LLMInt8Linear(QuantizedLinear):
     forward_reference = forward
 
 
+class QuantizedEmbedding(nn.Module):
+    """An embedding table stored as int8 rows with one fp16 absmax scale per row.
+
+    A lookup dequantizes only the rows it reads. ``weight`` is an empty float placeholder so that
+    code asking a model for its parameters' device and dtype keeps working; the table itself is
+    ``qweight`` (num_embeddings, dim) int8 and ``scale`` (num_embeddings, 1). The layout is the
+    same as a per-channel int8 ``QuantizedLinear`` of shape (out=num_embeddings, in=dim), so a
+    tied output layer can share these very tensors (see ``tied_head``).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.register_buffer("qweight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(num_embeddings, 1, dtype=torch.float16))
+        self.weight = nn.Parameter(torch.empty(0), requires_grad=False)  # device/dtype placeholder
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
+
+    def init_args(self) -> dict:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
+    @classmethod
+    def from_embedding(cls, emb: nn.Embedding) -> "QuantizedEmbedding":
+        if not isinstance(emb, nn.Embedding):
+            raise TypeError(f"emb must be an nn.Embedding, got {type(emb).__name__}")
+        w = emb.weight.detach()
+        layer = cls(emb.num_embeddings, emb.embedding_dim).to(w.device)
+        _, s = absmax_quantize(w, bits=8, dim=1)
+        s = fp16_scale(s)
+        layer.qweight.copy_(torch.round(w.float() / s).clamp(-127, 127).to(torch.int8))
+        layer.scale.copy_(s.half())
+        layer.weight.data = layer.weight.data.to(device=w.device, dtype=w.dtype)
+        return layer
+
+    def tied_head(self) -> QuantizedLinear:
+        """An output layer (dim → num_embeddings) that shares this table's codes and scales."""
+        head = QuantizedLinear(self.embedding_dim, self.num_embeddings, bits=8, bias=False)
+        head.qweight, head.scale = self.qweight, self.scale  # the same tensors: stored once
+        return head
+
+    def dequantize_weight(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale.float()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        rows = self.qweight[idx].to(self.weight.dtype)  # (..., dim)
+        return rows * self.scale[idx].to(self.weight.dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Whole models
 # ---------------------------------------------------------------------------------------------
@@ -570,7 +620,7 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
                    symmetric: bool | None = None, calibration: torch.Tensor | None = None,
                    threshold: float = 6.0, double_quant: bool = False, damp: float = 0.01,
                    act_order: bool = False, block_size: int = 128,
-                   skip: Iterable[str] = ("lm_head",)) -> nn.Module:
+                   skip: Iterable[str] = ("lm_head",), embeddings: bool = False) -> nn.Module:
     """Replace ``model``'s ``nn.Linear`` layers by quantized ones, in place; return ``model``.
 
     Methods:
@@ -586,6 +636,10 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
     Args:
         calibration: LongTensor (N, T) of token ids, for the data-aware methods.
         skip: module names to leave in float (tied layers are always left; see ``linear_layers``).
+        embeddings: also store every ``nn.Embedding`` as int8 rows (``QuantizedEmbedding``); an
+            output layer tied to an embedding then shares its int8 table, so the tie (one
+            matrix in memory) survives. Off by default: the output layer is the most
+            error-sensitive matrix, and in large models embeddings are a few percent of the bytes.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -602,6 +656,8 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
     if threshold <= 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     layers = linear_layers(model, skip)
+    if embeddings:
+        quantize_embeddings(model)
 
     if method == "gptq":
         from llmnotes.gptq import gptq_quantize_model
@@ -623,6 +679,21 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
         else:  # nf4
             new = NF4Linear.from_linear(lin, group_size or 64, double_quant)
         _set_module(model, name, new)
+    return model
+
+
+def quantize_embeddings(model: nn.Module) -> nn.Module:
+    """Swap every ``nn.Embedding`` for a ``QuantizedEmbedding``; Linear layers tied to one of
+    them become ``QuantizedLinear`` views of the same int8 table. In place; returns ``model``."""
+    embs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    tied = {id(m.weight): n for n, m in embs}
+    heads = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and id(m.weight) in tied]
+    new = {}
+    for name, emb in embs:
+        new[name] = QuantizedEmbedding.from_embedding(emb)
+        _set_module(model, name, new[name])
+    for name, lin in heads:
+        _set_module(model, name, new[tied[id(lin.weight)]].tied_head())
     return model
 
 
@@ -669,6 +740,7 @@ TABLE_ROWS: dict[str, tuple[str | None, dict]] = {
     "fp32": (None, {"dtype": torch.float32}),
     "bf16": (None, {"dtype": torch.bfloat16}),
     "int8": ("int8", {}),
+    "int8+emb": ("int8", {"embeddings": True}),
     "int4": ("int4", {}),
     "nf4": ("nf4", {}),
     "llm.int8": ("llm.int8", {}),

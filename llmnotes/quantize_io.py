@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from llmnotes.quantize import LLMInt8Linear, NF4Linear, QuantizedLinear, _set_module
+from llmnotes.quantize import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear, _set_module
 from llmnotes.utils import atomic_path, atomic_write_text
 
-LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear)}
+LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear, QuantizedEmbedding)}
 
 
 def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=None) -> Path:
@@ -27,8 +27,13 @@ def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=N
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    layers = {name: {"class": type(m).__name__, "args": m.init_args()}
-              for name, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+    tables = {m.qweight.data_ptr(): n for n, m in model.named_modules() if isinstance(m, QuantizedEmbedding)}
+    layers = {}
+    for name, m in model.named_modules():
+        if isinstance(m, QuantizedLinear) and m.qweight.data_ptr() in tables:  # a head tied to a table
+            layers[name] = {"class": "tied_head", "of": tables[m.qweight.data_ptr()]}
+        elif isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
+            layers[name] = {"class": type(m).__name__, "args": m.init_args()}
     state, seen = {}, set()
     for k, v in model.state_dict().items():
         if v.data_ptr() in seen and v.numel():  # tied (lm_head = wte): keep the first name only
@@ -57,13 +62,20 @@ def load_quantized(directory: str | os.PathLike, device: torch.device | str | No
                                 "(`llmnotes quantize --out`)?")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     model = GPT(GPTConfig.from_dict(meta["config"]))
+    heads = {}
     for name, spec in meta["layers"].items():
+        if spec["class"] == "tied_head":
+            heads[name] = spec["of"]
+            continue
         if spec["class"] not in LAYER_CLASSES:
             raise ValueError(f"unknown quantized layer class {spec['class']!r} in {meta_path}")
         _set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
+    for name, table in heads.items():  # share the table's tensors again, as when saved
+        _set_module(model, name, model.get_submodule(table).tied_head())
     state = load_file(str(directory / "quantized.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"} if model.config.tie_embeddings else set()
+    tied |= {f"{h}.{b}" for h in heads for b in ("qweight", "scale")}
     if set(missing) - tied or unexpected:
         raise ValueError(f"{directory}: checkpoint does not match its quantization.json "
                          f"(missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")

@@ -314,3 +314,28 @@ def test_quantize_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "llmnotes", "quantize", "--model", str(tmp_path / "m"),
                           "--method", "int3"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "int3" in bad.stderr
+
+
+def test_int8_embeddings_keep_the_tie_and_shrink_the_model(tmp_path):
+    from llmnotes.quantize import QuantizedEmbedding
+    from llmnotes.quantize_io import load_quantized, save_quantized
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("tiny")).eval()
+    q = quantize_model(copy.deepcopy(model), "int8", embeddings=True)
+    wte = q.transformer.wte
+    assert isinstance(wte, QuantizedEmbedding) and isinstance(q.lm_head, QuantizedLinear)
+    assert q.lm_head.qweight is wte.qweight and q.lm_head.scale is wte.scale  # one table in memory
+    # each row within half a step of its fp16 scale
+    w = model.transformer.wte.weight.detach()
+    assert _bound_ok(w, wte.dequantize_weight(), wte.scale.float())
+    ids = torch.randint(0, 2048, (2, 24))
+    torch.testing.assert_close(wte(ids), wte.dequantize_weight()[ids])
+    torch.testing.assert_close(q.lm_head.dequantize_weight(), wte.dequantize_weight())
+    assert model_bytes(q) <= 0.30 * model_bytes(model)
+    with torch.no_grad():
+        assert (q(ids).argmax(-1) == model(ids).argmax(-1)).float().mean() > 0.9
+        save_quantized(q, "int8", tmp_path / "q")
+        back = load_quantized(tmp_path / "q")
+        assert torch.equal(back(ids), q(ids))
+    assert back.lm_head.qweight is back.transformer.wte.qweight
