@@ -256,7 +256,10 @@ def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], c
 
     The Hessians of a block's layers come from a calibration pass through the model whose
     earlier blocks are already quantized, so each block corrects for its predecessors' errors
-    (the paper's sequential scheme). The pass stops after the block's last layer.
+    (the paper's sequential scheme). The pass stops after the block's last layer. Each pass
+    starts again from the embeddings, which keeps this generic (any model whose linear layers
+    live in numbered blocks) at the cost of O(blocks²) block evaluations; the paper's code
+    instead stores every block's inputs and runs each block once.
     """
     from llmnotes.quantize import _set_module
 
@@ -269,9 +272,9 @@ def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], c
 
         def accumulate(name):
             def hook(module, inputs, output):
-                x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).double()  # (N, in)
+                x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()  # (N, in)
                 n0, n1 = seen[name], seen[name] + x.shape[0]
-                h = 2.0 * x.T @ x / n1
+                h = (2.0 / n1) * (x.T @ x).double()  # fp32 product, fp64 running mean
                 H[name] = h if H[name] is None else H[name] * (n0 / n1) + h
                 seen[name] = n1
             return hook
