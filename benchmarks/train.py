@@ -32,7 +32,8 @@ def hf_model(cfg: GPTConfig):
 
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
                         n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                        attn_pdrop=0.0, activation_function="gelu_new")
+                        attn_pdrop=0.0, activation_function="gelu_new",
+                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
     return GPT2LMHeadModel(hf_cfg, attn_implementation="sdpa") if _accepts_attn() else GPT2LMHeadModel(hf_cfg)
 
 
