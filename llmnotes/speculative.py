@@ -26,6 +26,8 @@ every emitted token except the newest, which is fed at the start of the next rou
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -61,19 +63,15 @@ def early_exit_draft(target, n_layers: int):
     always shares the target's tokenizer. It agrees with the target wherever the first layers
     already "know" the next token.
     """
-    from llmnotes.model import GPT
-
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or not 1 <= n_layers <= target.config.n_layer:
         raise ValueError(f"n_layers must be an int in [1, {target.config.n_layer}], got {n_layers!r}")
-    small = target.config.replace(n_layer=1, vocab_size=1, n_embd=target.config.n_head,
-                                  block_size=1)  # a throwaway shell: its modules are replaced below
-    draft = GPT(small)
-    draft.config = target.config.replace(n_layer=n_layers)
-    draft.transformer = torch.nn.ModuleDict(dict(
-        wte=target.transformer.wte, wpe=target.transformer.wpe, drop=target.transformer.drop,
-        h=torch.nn.ModuleList(list(target.transformer.h)[:n_layers]), ln_f=target.transformer.ln_f))
-    draft.lm_head = target.lm_head
-    return draft.train(target.training)
+    draft = copy.copy(target)  # shallow: the same parameter tensors
+    draft._modules = dict(target._modules)  # its own module table, so the swap below spares the target
+    draft.transformer = torch.nn.ModuleDict({
+        name: torch.nn.ModuleList(list(module)[:n_layers]) if name == "h" else module
+        for name, module in target.transformer.items()})
+    draft.config = dataclasses.replace(target.config, n_layer=n_layers)
+    return draft
 
 
 def _probs(logits: torch.Tensor, temperature: float, top_k, top_p, min_p) -> torch.Tensor:

@@ -276,6 +276,25 @@ def test_speculative_greedy_equals_target_greedy(model, draft, num_draft):
     assert stats.acceptance_rate == 1.0 and stats.rounds == 4
 
 
+def test_early_exit_draft_shares_weights_and_keeps_greedy_output():
+    from llmnotes.speculative import early_exit_draft
+
+    target = make_model(5, n_layer=3)
+    n_params = target.num_params()
+    draft = early_exit_draft(target, 1)
+    assert len(draft.transformer.h) == 1 and len(target.transformer.h) == 3 and target.num_params() == n_params
+    assert draft.transformer.h[0] is target.transformer.h[0] and draft.lm_head.weight is target.lm_head.weight
+    idx = prompts(1, B=1)
+    with torch.no_grad():  # the draft is the target's first block followed by its ln_f and head
+        x = target.transformer.wte(idx) + target.transformer.wpe(torch.arange(4))
+        x, _ = target.transformer.h[0](x)
+        torch.testing.assert_close(draft(idx), target.lm_head(target.transformer.ln_f(x)))
+    out, stats = speculative_generate(target, draft, idx, 16, num_draft=3, temperature=0, return_stats=True)
+    assert torch.equal(out, generate(target, idx, 16, temperature=0)) and stats.rounds < 16
+    with pytest.raises(ValueError, match=r"n_layers must be an int in \[1, 3\]"):
+        early_exit_draft(target, 4)
+
+
 def test_speculative_stops_at_eos(model, draft):
     idx = prompts(0, B=1)
     ref = generate(model, idx, 20, temperature=0)
