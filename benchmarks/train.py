@@ -11,6 +11,7 @@ The three are timed in interleaved rounds (A B C A B C ...) so that a change in 
 hits all of them alike; the median tokens/s of the rounds is reported. Usage::
 
     python benchmarks/train.py [--preset tiny] [--batch-size 4] [--block-size 128] [--steps 8] [--rounds 3]
+    OMP_NUM_THREADS=1 python benchmarks/train.py --clock cpu    # CPU seconds: robust on a shared machine
 """
 
 from __future__ import annotations
@@ -87,7 +88,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: time.process_time(), this process's CPU seconds; on a machine shared "
+                         "with other jobs it measures the work done, not the share of the CPU received "
+                         "(use with OMP_NUM_THREADS=1)")
     args = ap.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     cfg = GPTConfig.from_preset(args.preset, block_size=args.block_size)
     data = TokenDataset(load_tokens("train"), args.block_size)
@@ -105,12 +111,12 @@ def main() -> None:
     tokens = args.steps * args.batch_size * args.block_size
     for _ in range(args.rounds):
         for name, r in runners.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             r.run(args.steps)
-            rates[name].append(tokens / (time.perf_counter() - t0))
+            rates[name].append(tokens / (clock() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"preset={args.preset} block_size={args.block_size} batch={args.batch_size} "
-          f"steps/round={args.steps} rounds={args.rounds} threads={torch.get_num_threads()}")
+          f"steps/round={args.steps} rounds={args.rounds} threads={torch.get_num_threads()} clock={args.clock}")
     print(f"{'loop':<10}{'median tok/s':>14}{'rounds':>32}{'vs bare':>10}")
     for k in runners:
         rounds = " ".join(f"{x:,.0f}" for x in rates[k])
