@@ -30,6 +30,7 @@ benchmark's section of ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import sys
@@ -79,9 +80,11 @@ def bench_preset(preset: str, args, device: torch.device) -> list[str]:
         "llmnotes speculative": spec,
     }
     if args.compile:
-        hf.forward = torch.compile(hf.forward)
+        # A second copy, so that "hf dynamic" above keeps running the plain eager forward.
+        hf_compiled = copy.deepcopy(hf)
+        hf_compiled.forward = torch.compile(hf_compiled.forward)
         peers["llmnotes compile"] = lambda: generate(model, idx, n, temperature=0, compile=True)
-        peers["hf static+compile"] = lambda: hf.generate(idx, cache_implementation="static", **hf_kw)
+        peers["hf static+compile"] = lambda: hf_compiled.generate(idx, cache_implementation="static", **hf_kw)
 
     failed = []
     with torch.no_grad():
@@ -155,13 +158,16 @@ def main() -> int:
         "",
     ] + tables
     print("\n".join(lines))
-    if args.write:
-        block = "\n".join(["<!-- decode:begin -->", "## Decoding (`benchmarks/decode.py`)", ""] + lines
-                          + ["<!-- decode:end -->"]) + "\n"
+    if args.write:  # one block per (presets, compile) combination, replaced when re-run
+        tag = "decode:" + "+".join(args.preset) + (":compile" if args.compile else "")
+        title = f"## Decoding (`benchmarks/decode.py`): {', '.join(args.preset)}" + (
+            ", with torch.compile" if args.compile else "")
+        begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+        block = "\n".join([begin, title, ""] + lines + [end]) + "\n"
         text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-        if "<!-- decode:begin -->" in text:
-            before, rest = text.split("<!-- decode:begin -->", 1)
-            after = rest.split("<!-- decode:end -->", 1)[1].lstrip("\n")
+        if begin in text:
+            before, rest = text.split(begin, 1)
+            after = rest.split(end, 1)[1].lstrip("\n")
             text = before + block + ("\n" + after if after else "")
         else:
             text = text.rstrip("\n") + "\n\n" + block
