@@ -15,6 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest runs one worker per core (-n auto): one thread each avoids oversubscribing the CPU.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _TAB_OR_DETAILS = re.compile(r"^(\s*)(===\+?|\?\?\?\+?) ", re.M)
 
