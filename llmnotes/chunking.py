@@ -16,6 +16,7 @@ so a sentence cut at a boundary is still whole in one of them. Code fences are k
 
 from __future__ import annotations
 
+import fnmatch
 import html
 import json
 import re
@@ -249,14 +250,23 @@ def chunk_markdown(text: str, path: str, *, max_len: int = 1000, overlap: int = 
             for c in chunks]
 
 
-def chunk_docs(docs_dir: str | Path, **kwargs) -> list[Chunk]:
-    """Chunk every ``*.md`` page under ``docs_dir`` (sorted by path, so the order is stable)."""
+def chunk_docs(docs_dir: str | Path, exclude: Iterable[str] = (), **kwargs) -> list[Chunk]:
+    """Chunk every ``*.md`` page under ``docs_dir`` (sorted by path, so the order is stable).
+
+    Args:
+        exclude: glob patterns of page paths (relative, ``/``-separated) to leave out, e.g.
+            ``"*/flashcards.md"``.
+        **kwargs: passed to :func:`chunk_markdown`.
+    """
     docs_dir = Path(docs_dir)
     if not docs_dir.is_dir():
         raise FileNotFoundError(f"docs_dir {str(docs_dir)!r} is not a directory")
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     chunks: list[Chunk] = []
     for page in sorted(docs_dir.rglob("*.md")):
         rel = page.relative_to(docs_dir).as_posix()
+        if any(fnmatch.fnmatchcase(rel, pattern) for pattern in exclude):
+            continue
         chunks.extend(chunk_markdown(page.read_text(encoding="utf-8"), rel, **kwargs))
     return chunks
 

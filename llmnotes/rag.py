@@ -37,8 +37,11 @@ from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,  # 
 from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k  # noqa: F401
 
 SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
-#: How the shipped snapshot is chunked (characters).
-SNAPSHOT_OPTIONS = {"max_len": 1000, "overlap": 150, "keep_code": True}
+#: How the shipped snapshot is chunked (characters), and which pages it leaves out: the
+#: glossary, flashcards and reading list restate other pages in summary and link to them, so
+#: a question should retrieve (and cite) the section that explains, not the summary.
+SNAPSHOT_OPTIONS = {"max_len": 1000, "overlap": 150, "keep_code": True,
+                    "exclude": ("glossary.md", "*/flashcards.md", "reading-list/*")}
 
 INSTRUCTIONS = ("Answer the question using only the numbered sources below. Cite the sources "
                 "you use like [1]. If they do not contain the answer, say you do not know.")

@@ -384,6 +384,9 @@ def test_snapshot_roundtrip(tmp_path):
             if x]
     assert n == 2 == len(rows) and rows[1]["anchor"] == "s" and rows[1]["path"] == "part/p.md"
     assert load_chunks(tmp_path / "out.jsonl")[1] == Chunk("world", "part/p.md", "s", "P", "S")
+    (tmp_path / "d" / "part" / "flashcards.md").write_text("# F\n\ncard\n", encoding="utf-8")
+    assert len(chunk_docs(tmp_path / "d")) == 3
+    assert len(chunk_docs(tmp_path / "d", exclude=["*/flashcards.md"])) == 2
 
 
 def test_evaluate_and_table_on_a_toy_site():
