@@ -264,27 +264,35 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
     if tokenizer is None or not hasattr(tokenizer, "merges"):
         raise TypeError("tokenizer must be a BPETokenizer (llama.cpp needs the vocabulary in the file)")
     weights = _float_weights(model)
-    if "lm_head.weight" not in weights:  # tied and dropped from a state_dict: llama.cpp wants it
-        weights["lm_head.weight"] = weights["transformer.wte.weight"]
+    if getattr(config, "pos_emb", "learned") == "rope":  # Llama-style: llama.cpp's llama layout
+        from llmnotes import gguf_llama
+
+        gguf_llama.check_exportable(config)
+        arch, named = "llama", gguf_llama.llama_tensors(weights, config)
+        arch_meta = gguf_llama.llama_metadata(config, UINT32, FLOAT32, STRING)
+    else:
+        if "lm_head.weight" not in weights:  # tied and dropped from a state_dict: llama.cpp wants it
+            weights["lm_head.weight"] = weights["transformer.wte.weight"]
+        arch, named = "gpt2", {gguf_tensor_name(k): v for k, v in weights.items()}
+        arch_meta = [
+            ("gpt2.context_length", UINT32, config.block_size),
+            ("gpt2.embedding_length", UINT32, config.n_embd),
+            ("gpt2.feed_forward_length", UINT32, config.mlp_dim),
+            ("gpt2.block_count", UINT32, config.n_layer),
+            ("gpt2.attention.head_count", UINT32, config.n_head),
+            ("gpt2.attention.layer_norm_epsilon", FLOAT32, config.layer_norm_eps),
+        ]
     tensors = []
-    for name, t in weights.items():
-        gname = gguf_tensor_name(name)
+    for gname, t in named.items():
         kind = tensor_type(gname, tuple(t.shape), qtype)
         tensors.append((gname, kind, _encode(t, kind), tuple(t.shape)))
-    arch = "gpt2"
     metadata = [
         ("general.architecture", STRING, arch),
         ("general.name", STRING, "llmnotes"),
         ("general.file_type", UINT32, FILE_TYPES[qtype]),
         ("general.quantization_version", UINT32, 2),
         ("general.alignment", UINT32, ALIGNMENT),
-        (f"{arch}.context_length", UINT32, config.block_size),
-        (f"{arch}.embedding_length", UINT32, config.n_embd),
-        (f"{arch}.feed_forward_length", UINT32, config.mlp_dim),
-        (f"{arch}.block_count", UINT32, config.n_layer),
-        (f"{arch}.attention.head_count", UINT32, config.n_head),
-        (f"{arch}.attention.layer_norm_epsilon", FLOAT32, config.layer_norm_eps),
-    ] + tokenizer_metadata(tokenizer, config.vocab_size)
+    ] + arch_meta + tokenizer_metadata(tokenizer, config.vocab_size)
     return write_gguf(path, metadata, tensors)
 
 
