@@ -323,13 +323,16 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, n_kv, S, hs) with S = past + T
-        if self.n_kv_head != self.n_head:  # each key/value head serves n_head / n_kv_head queries
+        grouped = self.n_kv_head != self.n_head  # each key/value head serves n_head / n_kv_head queries
+        manual = self.impl == "manual" or need_weights
+        if grouped and manual:  # SDPA groups the heads itself (enable_gqa) without copying k and v
             k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
             v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+        gqa = {"enable_gqa": True} if grouped and not manual else {}
 
         p = self.dropout if self.training else 0.0
         weights = None
-        if self.impl == "manual" or need_weights:
+        if manual:
             att = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
             if bias is None:
                 causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
@@ -340,11 +343,11 @@ class CausalSelfAttention(nn.Module):
             weights = att
             y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
         elif bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, **gqa)
         elif bias is NO_MASK:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, **gqa)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, **gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # heads side by side
         return self.resid_dropout(self.c_proj(y)), weights
 
