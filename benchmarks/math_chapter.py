@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,7 @@ from llmnotes import linalg
 from llmnotes.autograd import MLP, mse_loss
 from llmnotes.numpy_mlp import MLPConfig, NumpyMLP, make_spirals
 from llmnotes.utils import atomic_write_text
-
-
-def best_of(fn, repeats: int) -> float:
-    """Smallest wall time over ``repeats`` calls: the least disturbed by other jobs."""
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from timing import best_of
 
 
 def bench_solve(repeats: int) -> list[str]:

@@ -25,19 +25,11 @@ from pathlib import Path
 from llmnotes.data import load_corpus
 from llmnotes.tokenizer import BPETokenizer, load_tokenizer
 from llmnotes.utils import atomic_write_text
+from timing import best_of
 
 EOT = "<|endoftext|>"
 RESULTS = Path(__file__).parent / "RESULTS.md"
 BEGIN, END = "<!-- tokenizer:begin -->", "<!-- tokenizer:end -->"
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def best_times_interleaved(fns: list, repeats: int) -> list[float]:
@@ -81,7 +73,7 @@ def main() -> None:
     t = time.perf_counter()
     assert cold.encode(text, fast=False) == expected
     t_ref_cold = time.perf_counter() - t
-    t_ref_warm = best_time(lambda: cold.encode(text, fast=False), max(1, args.repeats // 2))
+    t_ref_warm = best_of(lambda: cold.encode(text, fast=False), max(1, args.repeats // 2))
     rows += [("llmnotes fast path (tiktoken inside)", t_fast), ("tiktoken, same ranks", t_tik),
              ("HF tokenizers ByteLevelBPE, same files", t_hf),
              ("llmnotes reference, cold chunk cache", t_ref_cold),
