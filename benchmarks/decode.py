@@ -10,7 +10,11 @@ multiplies, so any two correct implementations converge to the same speed on a C
 Peers, run interleaved in one process (repeat 1 of every peer, then repeat 2, ...; the median
 per peer is reported, so load from other jobs hits every peer alike):
 
-* ``llmnotes``: ``llmnotes.sampling.generate(temperature=0)`` (static pre-allocated KV cache).
+* ``llmnotes``: ``llmnotes.sampling.generate(temperature=0)`` (static pre-allocated KV cache),
+  on the model as constructed (row-major ``nn.Linear`` weights).
+* ``llmnotes prepare_for_decode``: the same call on a copy after ``model.prepare_for_decode()``,
+  which stores the wide weight matrices column-major, the order CPU matrix-vector kernels read
+  fastest (same values; tokens asserted equal). The speculative and compile rows use this copy.
 * ``hf dynamic``: ``GPT2LMHeadModel.generate(do_sample=False)`` with its default DynamicCache,
   loaded from the directory ``model.save_pretrained`` wrote (identical weights).
 * ``--compile`` adds ``llmnotes compile`` (``generate(compile=True)``) and ``hf static+compile``
@@ -64,18 +68,20 @@ def bench_preset(preset: str, args, device: torch.device) -> list[str]:
     n = min(args.new_tokens, model.config.block_size - args.prompt_tokens)
     hf_kw = dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                  pad_token_id=0)
+    fast = copy.deepcopy(model).prepare_for_decode()
     draft_layers = min(args.draft_layers, model.config.n_layer - 1)
-    draft = early_exit_draft(model, draft_layers)
+    draft = early_exit_draft(fast, draft_layers)
     stats = {}
 
     def spec():
-        out, s = speculative_generate(model, draft, idx, n, num_draft=args.num_draft, temperature=0,
+        out, s = speculative_generate(fast, draft, idx, n, num_draft=args.num_draft, temperature=0,
                                       return_stats=True)
         stats["spec"] = s
         return out
 
     peers = {
         "llmnotes": lambda: generate(model, idx, n, temperature=0),
+        "llmnotes prepare_for_decode": lambda: generate(fast, idx, n, temperature=0),
         "hf dynamic": lambda: hf.generate(idx, **hf_kw),
         "llmnotes speculative": spec,
     }
@@ -83,7 +89,7 @@ def bench_preset(preset: str, args, device: torch.device) -> list[str]:
         # A second copy, so that "hf dynamic" above keeps running the plain eager forward.
         hf_compiled = copy.deepcopy(hf)
         hf_compiled.forward = torch.compile(hf_compiled.forward)
-        peers["llmnotes compile"] = lambda: generate(model, idx, n, temperature=0, compile=True)
+        peers["llmnotes compile"] = lambda: generate(fast, idx, n, temperature=0, compile=True)
         peers["hf static+compile"] = lambda: hf_compiled.generate(idx, cache_implementation="static", **hf_kw)
 
     failed = []

@@ -37,24 +37,26 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def beam_search(model, idx: torch.Tensor, num_beams: int, max_new_tokens: int,
                 length_penalty: float = 1.0, eos_id: int | None = None,
-                early_stopping: bool = False, return_scores: bool = False):
+                early_stopping: bool = False, attention_mask: torch.Tensor | None = None,
+                return_scores: bool = False):
     """The best sequence of a beam search of width ``num_beams`` for each prompt row.
 
     Args:
         model: a :class:`llmnotes.GPT`.
-        idx: (B, T) prompts (rows of equal length: no padding).
+        idx: (B, T) prompts; left-pad rows of different lengths and pass ``attention_mask``.
         num_beams: beam width ``K >= 1`` (``1`` is greedy decoding).
         max_new_tokens: the most tokens to add.
         length_penalty: exponent of the length normalisation of finished hypotheses.
         eos_id: token that finishes a hypothesis.
         early_stopping: stop a row as soon as it has ``K`` finished hypotheses.
+        attention_mask: (B, T) 1 for tokens, 0 for left padding (as in :func:`generate`).
         return_scores: also return each row's best normalised score (B,).
 
     Returns:
         (B, T + n) LongTensor, finished rows padded with ``eos_id``; with ``return_scores`` a pair
         ``(sequences, scores)``.
     """
-    check_prompt(model, idx, max_new_tokens)
+    check_prompt(model, idx, max_new_tokens, attention_mask)
     if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
         raise ValueError(f"num_beams must be an int >= 1, got {num_beams!r}")
     if 2 * num_beams > model.config.vocab_size:
@@ -74,9 +76,12 @@ def beam_search(model, idx: torch.Tensor, num_beams: int, max_new_tokens: int,
 
     # Prefill once per prompt, then copy the cache K times (cheaper than K identical prefills).
     cache = model.make_cache(B, L)
-    logits = model(idx, cache=cache)[:, -1]  # (B, V)
+    mask = None if attention_mask is None else attention_mask.to(device).long()
+    logits = model(idx, cache=cache, attention_mask=mask)[:, -1]  # (B, V)
     cache.reorder(batch.repeat_interleave(K))
     logits = logits.repeat_interleave(K, dim=0)  # (B*K, V)
+    if mask is not None:  # every beam of a row shares its prompt's padding, so reordering keeps it
+        mask = mask.repeat_interleave(K, dim=0)
 
     running = torch.full((B, K, L), fill, dtype=torch.long, device=device)
     running[:, :, :T] = idx[:, None, :]
@@ -125,7 +130,9 @@ def beam_search(model, idx: torch.Tensor, num_beams: int, max_new_tokens: int,
         if not improvable.any() or bool(ends.all()) or (early_stopping and bool(done_flag.all())):
             break
         cache.reorder((batch[:, None] * K + run_parent).flatten())
-        logits = model(running[:, :, cur].reshape(B * K, 1), cache=cache)[:, -1]
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones(B * K, 1)], dim=1)
+        logits = model(running[:, :, cur].reshape(B * K, 1), cache=cache, attention_mask=mask)[:, -1]
 
     out_len = T + int(done_len[:, 0].max())
     out = done[:, 0, :out_len]

@@ -481,6 +481,17 @@ class GPT(nn.Module):
         dtype = dtype or self.transformer.wte.weight.dtype
         return KVCache(c.n_layer, batch_size, c.kv_heads, max_len, c.head_dim, self.device, dtype, fixed_shape)
 
+    def prepare_for_decode(self, enable: bool = True) -> "GPT":
+        """Make CPU decoding faster, in place: column-major linear weights, each matrix-vector
+        product split across the CPU's threads (:mod:`llmnotes.fast_linear` explains both).
+
+        Same parameters, values, shapes and state dict; outputs equal to float rounding.
+        Call it once after loading a model you will generate with; ``enable=False`` undoes it.
+        """
+        from llmnotes.fast_linear import prepare_for_decode
+
+        return prepare_for_decode(self, enable)
+
     # ---- forward -------------------------------------------------------------------------
 
     def _check_input(self, idx: torch.Tensor, past: int, max_len: int) -> None:

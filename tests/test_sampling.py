@@ -237,6 +237,24 @@ def test_beam_search_early_stopping_matches_transformers(hf_pair):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("num_beams", [2, 4])
+def test_beam_search_left_padded_batch_matches_transformers(hf_pair, num_beams):
+    ours, theirs = hf_pair
+    rows = [[5, 9, 2, 7, 1, 3], [8, 4], [6, 6, 1, 0]]
+    T = max(map(len, rows))
+    idx = torch.tensor([[0] * (T - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows])
+    eos = int(generate(ours, idx, 3, temperature=0, attention_mask=mask)[1, -1])
+    a = beam_search(ours, idx, num_beams, 10, eos_id=eos, attention_mask=mask)
+    b = theirs.generate(idx, attention_mask=mask, max_new_tokens=10, do_sample=False, num_beams=num_beams,
+                        eos_token_id=eos, pad_token_id=eos)
+    assert torch.equal(a, b)
+    # A padded row searches exactly as it would alone.
+    alone = beam_search(ours, torch.tensor([rows[1]]), num_beams, 10, eos_id=eos)
+    n = alone.shape[1] - len(rows[1])
+    assert torch.equal(a[1, T:T + n], alone[0, len(rows[1]):])
+
+
 def test_beam_search_one_beam_is_greedy_and_scores_are_log_probs(model):
     idx = prompts(5)
     assert torch.equal(beam_search(model, idx, 1, 10), generate(model, idx, 10, temperature=0))
@@ -255,6 +273,8 @@ def test_beam_search_bad_arguments(model):
         beam_search(model, prompts(0), 0, 5)
     with pytest.raises(ValueError, match="block_size"):
         beam_search(model, prompts(0), 2, 500)
+    with pytest.raises(ValueError, match="attention_mask must have the prompt's shape"):
+        beam_search(model, prompts(0), 2, 5, attention_mask=torch.ones(2, 3))
 
 
 # --------------------------------------------------------------------------- speculative
