@@ -73,13 +73,14 @@ class SplitKLinear(nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shards = torch.get_num_threads()
-        if (shards > 1 and x.device.type == "cpu" and self.weight.numel() >= MIN_SPLIT_ELEMENTS
-                and x.numel() <= MAX_SPLIT_ROWS * self.in_features and self.in_features % shards == 0
-                and column_major(self.weight) and not torch.compiler.is_compiling()):
-            # (Under torch.compile, inductor rewrites a one-row bmm into a slow reduction: there
-            # the column-major weight alone is used.)
-            return split_k_linear(x, self.weight, self.bias, shards)
+        # Under torch.compile the column-major weight alone is used: inductor turns a one-row
+        # bmm into a slow reduction, and reading the thread count would break the graph.
+        if (not torch.compiler.is_compiling() and x.device.type == "cpu"
+                and self.weight.numel() >= MIN_SPLIT_ELEMENTS and x.numel() <= MAX_SPLIT_ROWS * self.in_features
+                and column_major(self.weight)):
+            shards = torch.get_num_threads()
+            if shards > 1 and self.in_features % shards == 0:
+                return split_k_linear(x, self.weight, self.bias, shards)
         return F.linear(x, self.weight, self.bias)
 
 

@@ -553,8 +553,7 @@ class GPT(nn.Module):
         else:  # rotary: computed once here, applied to q and k in every layer
             c = self.config
             inv_freq = rope_frequencies(c.head_dim, c.rope_theta, c.rope_scaling, device)
-            pos = position_ids.expand(B, T) if position_ids.shape[0] == 1 else position_ids
-            rope = rope_cos_sin(pos, inv_freq, x.dtype)
+            rope = rope_cos_sin(position_ids, inv_freq, x.dtype)  # (1 or B, 1, T, hs): broadcasts over B
         x = self.transformer.drop(x)
         attentions = []
         for block in self.transformer.h:

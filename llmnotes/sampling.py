@@ -418,7 +418,7 @@ def _load(model_dir: str | None, device):
             raise FileNotFoundError(f"--model {model_dir!r} is not a directory")
         model = GPT.from_pretrained(model_dir)
         tokenizer = BPETokenizer.from_pretrained(model_dir)
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval().prepare_for_decode(), tokenizer
 
 
 def _eos_of(tokenizer) -> int | None:

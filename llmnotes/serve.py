@@ -584,7 +584,7 @@ def load_model(model_dir: str | None, device: str | None = None, quantize: str |
         from llmnotes.quantize import quantize_model
 
         model = quantize_model(model, quantize)
-    return model.eval(), tokenizer, name
+    return model.eval().prepare_for_decode(), tokenizer, name  # the server only decodes
 
 
 def run_serve(args: argparse.Namespace) -> int:
