@@ -21,7 +21,7 @@ multiply-add: the step is bound by how fast the weights stream from memory, not 
 :func:`prepare_for_decode` applies both to a model in place: same parameters, same values and
 shapes, same state dict; only the weights' strides and the layers' class change. Results differ
 from ``nn.Linear`` by float rounding only (the partial sums are added in a different order).
-``benchmarks/decode.py`` measures the effect; the page "Generation config" explains it.
+``benchmarks/decode.py`` measures the effect; ``docs/generation/generation-config.md`` teaches it.
 """
 
 from __future__ import annotations
