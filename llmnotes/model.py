@@ -200,8 +200,10 @@ class KVCache:
 
     Args:
         fixed_shape: attend over the whole buffer (masking unused slots) instead of the filled
-            prefix, so every decode step has identical tensor shapes: what ``torch.compile``
-            (and CUDA graphs) need to compile the step once. Eager decoding is faster without it.
+            prefix, and keep the fill level as a device tensor (``position``) rather than a
+            Python int, so every decode step has identical shapes and no Python number changes:
+            what ``torch.compile`` (and CUDA graphs) need to compile the step once. Eager
+            decoding is faster without it.
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_len: int, head_dim: int,
@@ -211,8 +213,21 @@ class KVCache:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
         self.max_len = max_len
-        self.seq_len = 0
         self.fixed_shape = fixed_shape
+        self.position = torch.zeros((), dtype=torch.long, device=device) if fixed_shape else None
+        self._seq_len = 0
+
+    @property
+    def seq_len(self) -> int:
+        """Positions filled so far (read from ``position`` for a fixed-shape cache)."""
+        return int(self.position) if self.fixed_shape else self._seq_len
+
+    @seq_len.setter
+    def seq_len(self, n: int) -> None:
+        if self.fixed_shape:
+            self.position.fill_(n)
+        else:
+            self._seq_len = n
 
     @property
     def batch_size(self) -> int:
@@ -220,11 +235,14 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``k, v`` (B, nh, T, hs) for ``layer``; return all keys/values to attend to."""
-        start, end = self.seq_len, self.seq_len + k.shape[2]
+        if self.fixed_shape:  # write at tensor positions: no Python int for a compiler to specialise on
+            slots = self.position + torch.arange(k.shape[2], device=k.device)
+            self.k[layer].index_copy_(2, slots, k)
+            self.v[layer].index_copy_(2, slots, v)
+            return self.k[layer], self.v[layer]
+        start, end = self._seq_len, self._seq_len + k.shape[2]
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
-        if self.fixed_shape:
-            return self.k[layer], self.v[layer]
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def crop(self, n: int) -> None:
@@ -517,33 +535,41 @@ class GPT(nn.Module):
                       output_attentions: bool = False):
         """Final-LayerNorm hidden states (B, T, n_embd); with ``output_attentions`` also a
         list of per-layer attention weights (B, nh, T, S)."""
-        past = cache.seq_len if cache is not None else 0
-        limit = cache.max_len if cache is not None else self.config.block_size
-        self._check_input(idx, past, limit)
+        fixed = cache is not None and cache.fixed_shape
+        # A compiled decode step skips the checks: reading the cache position back as a Python
+        # number would break the graph, and the decode loop checked every length up front.
+        if not (fixed and torch.compiler.is_compiling()):
+            limit = cache.max_len if cache is not None else self.config.block_size
+            self._check_input(idx, cache.seq_len if cache is not None else 0, limit)
         B, T = idx.shape
         device = idx.device
+        if fixed:  # the fill level as a tensor: no Python number here changes from step to step
+            past = None
+            q_pos = cache.position + torch.arange(T, device=device)
+        else:
+            past = cache.seq_len if cache is not None else 0
+            q_pos = torch.arange(past, past + T, device=device)
 
         if position_ids is None:
             if attention_mask is not None:
                 # Left padding: a row's first real token sits at position 0, as Hugging Face does.
                 pos_all = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-                position_ids = pos_all[:, past:past + T]
+                position_ids = pos_all.index_select(1, q_pos) if fixed else pos_all[:, past:past + T]
             else:
-                position_ids = torch.arange(past, past + T, device=device)[None]
+                position_ids = q_pos[None]
 
         window = self.config.sliding_window
         bias = None
-        if cache is not None and T == 1 and attention_mask is None and not cache.fixed_shape and (
+        if cache is not None and T == 1 and attention_mask is None and not fixed and (
                 window is None or past < window):
             bias = NO_MASK  # the usual decode step: the new token may see everything cached
         elif cache is not None or attention_mask is not None or window is not None:
-            k_len = cache.max_len if (cache is not None and cache.fixed_shape) else past + T
+            k_len = cache.max_len if fixed else past + T
             padding = None
             if attention_mask is not None:
                 padding = attention_mask.bool()
                 if padding.shape[1] < k_len:  # fixed-shape cache: future slots count as padding
                     padding = F.pad(padding, (0, k_len - padding.shape[1]), value=False)
-            q_pos = torch.arange(past, past + T, device=device)
             bias = attention_mask_bias(q_pos, k_len, padding, self.transformer.wte.weight.dtype, window)
 
         x = self.transformer.wte(idx)  # (B, T, C)
@@ -559,7 +585,9 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x, w = block(x, bias, cache, output_attentions, rope)
             attentions.append(w)
-        if cache is not None:
+        if fixed:
+            cache.position += T
+        elif cache is not None:
             cache.seq_len = past + T
         x = self.transformer.ln_f(x)
         return (x, attentions) if output_attentions else x

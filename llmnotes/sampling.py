@@ -255,8 +255,10 @@ class DecodeStep:
 
     Eager mode grows the attention mask (left padding only) by one column a step. With
     ``compile=True`` the cache is *fixed-shape* (attention always spans ``max_len`` slots,
-    unused ones masked) and the mask is a fixed ``(B, max_len)`` buffer, so every decode call has
-    identical shapes apart from the cache position (see :func:`_compiled_forward`).
+    unused ones masked, and the fill level is a device tensor) and the mask is a fixed
+    ``(B, max_len)`` buffer, so every decode call has identical shapes and reads no changing
+    Python number: one compiled graph serves every step, and the buffers keep their addresses,
+    as CUDA graphs need (see :func:`_compiled_forward`).
     """
 
     def __init__(self, model, batch_size: int, max_len: int, attention_mask: torch.Tensor | None,
@@ -272,6 +274,8 @@ class DecodeStep:
                 batch_size, 0, dtype=torch.long, device=model.device)
             buf[:, : prompt.shape[1]] = prompt
             self.mask_buf = buf
+            for t in [*self.cache.k, *self.cache.v, self.cache.position, self.mask_buf]:
+                torch._dynamo.mark_static_address(t)  # updated in place: CUDA graphs may keep them
             self.forward = _compiled_forward(model, compile if isinstance(compile, str) else "inductor")
 
     def prefill(self, idx: torch.Tensor) -> torch.Tensor:
@@ -283,7 +287,7 @@ class DecodeStep:
 
     def __call__(self, nxt: torch.Tensor) -> torch.Tensor:
         if self.compiled:
-            self.mask_buf[:, self.cache.seq_len] = 1
+            self.mask_buf.index_fill_(1, self.cache.position.view(1), 1)  # (no read back to Python)
             return self.forward(nxt[:, None], cache=self.cache, attention_mask=self.mask_buf)[:, -1]
         if self.mask is not None:
             self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
@@ -291,18 +295,20 @@ class DecodeStep:
 
 
 _COMPILED: dict[tuple[int, str], Any] = {}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def _compiled_forward(model, backend: str = "inductor"):
-    """``torch.compile(model)``, built once per model object and backend (compiling is slow).
+def _compiled_forward(model, how: str = "inductor"):
+    """``torch.compile(model)``, built once per model object and setting (compiling is slow).
 
-    The cache length ``seq_len`` is a Python int read by the model, so the first decode step
-    compiles for one value and the second recompiles with it symbolic (dynamo's automatic
-    dynamic shapes); from then on every step reuses that graph.
+    ``how`` is a ``torch.compile`` mode (``"reduce-overhead"`` captures CUDA graphs on a GPU)
+    or a backend name (``"inductor"``, ``"aot_eager"``). The fixed-shape cache keeps its fill
+    level as a tensor, so one graph serves every decode step of a given cache size.
     """
-    key = (id(model), backend)
+    key = (id(model), how)
     if key not in _COMPILED or _COMPILED[key][0] is not model:
-        _COMPILED[key] = (model, torch.compile(model, backend=backend))
+        options = {"mode": how} if how in COMPILE_MODES else {"backend": how}
+        _COMPILED[key] = (model, torch.compile(model, **options))
     return _COMPILED[key][1]
 
 
@@ -339,8 +345,9 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
         generator: a ``torch.Generator`` for reproducible sampling.
         logits_processors: extra callables ``(input_ids, scores) -> scores``, applied after the
             built-in penalties and before temperature and the filters.
-        compile: run the decode step under ``torch.compile`` with a fixed-shape cache; a string
-            picks the backend (``"inductor"`` is what ``True`` means; ``"aot_eager"`` traces
+        compile: run the decode step under ``torch.compile`` with a fixed-shape cache. ``True``
+            means the inductor backend; a string is a ``torch.compile`` mode
+            (``"reduce-overhead"``: CUDA graphs on a GPU) or a backend (``"aot_eager"`` traces
             without generating kernels, for quick checks).
 
     Returns:

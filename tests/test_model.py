@@ -138,12 +138,14 @@ def test_kv_cache_matches_full_forward(impl, fixed):
     torch.testing.assert_close(torch.cat(step_logits, 1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_cache_crop_and_reorder():
+@pytest.mark.parametrize("fixed", [False, True])
+def test_cache_crop_and_reorder(fixed):
     model = nano()
     idx = torch.randint(0, 512, (2, 12))
     with torch.no_grad():
-        cache = model.make_cache(2)
+        cache = model.make_cache(2, fixed_shape=fixed)
         model(idx[:, :10], cache=cache)
+        assert cache.seq_len == 10 and (not fixed or int(cache.position) == 10)
         cache.crop(8)
         last = model(idx[:, 8:9], cache=cache)[:, -1]
         torch.testing.assert_close(last, model(idx[:, :9])[:, -1], atol=1e-5, rtol=1e-5)

@@ -396,6 +396,32 @@ def test_compiled_decode_step_gives_the_same_tokens(model):
     assert torch.equal(eager, compiled)
 
 
+def test_compiled_decode_is_one_graph_for_every_step(model):
+    # The fixed-shape cache keeps its fill level as a tensor, so no step specialises on a
+    # Python int: a whole generation compiles once (CUDA graphs need exactly that).
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    fresh = make_model(3)  # a model no other test compiled
+    torch._dynamo.reset()
+    counters.clear()
+    idx = prompts(4)
+    out = generate(fresh, idx, 10, temperature=0, compile="aot_eager")
+    assert torch.equal(out, generate(fresh, idx, 10, temperature=0))
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]
+
+
+def test_compile_argument_picks_a_mode_or_a_backend(monkeypatch):
+    from llmnotes import sampling
+
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append(kw) or model)
+    for how in ("reduce-overhead", "aot_eager"):
+        sampling._compiled_forward(make_model(5), how)
+    assert seen == [{"mode": "reduce-overhead"}, {"backend": "aot_eager"}]
+
+
 @pytest.mark.skipif(os.environ.get("LLMNOTES_SLOW") != "1",
                     reason="inductor compilation takes about a minute on a 2-core CPU; set LLMNOTES_SLOW=1")
 def test_inductor_compiled_decode_gives_the_same_tokens(model):
