@@ -250,6 +250,9 @@ def stream(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1
         logits = step(nxt)
 
 
+CACHE_BUCKET = 256  # compiled decoding sizes its cache in multiples of this (masked slots cost little)
+
+
 class DecodeStep:
     """One model call per generated token, on a pre-allocated KV cache.
 
@@ -264,6 +267,8 @@ class DecodeStep:
     def __init__(self, model, batch_size: int, max_len: int, attention_mask: torch.Tensor | None,
                  compile: bool | str = False):
         self.model, self.compiled = model, bool(compile)
+        if self.compiled:  # round the cache up, so generations of similar length share one graph
+            max_len = min(model.config.block_size, -(-max_len // CACHE_BUCKET) * CACHE_BUCKET)
         self.cache = model.make_cache(batch_size, max_len, fixed_shape=self.compiled)
         self.mask = None if attention_mask is None else attention_mask.to(model.device).long()
         self.forward = model

@@ -410,6 +410,10 @@ def test_compiled_decode_is_one_graph_for_every_step(model):
     assert torch.equal(out, generate(fresh, idx, 10, temperature=0))
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
+    # Another length in the same cache-size bucket reuses the graph.
+    out = generate(fresh, idx, 17, temperature=0, compile="aot_eager")
+    assert torch.equal(out, generate(fresh, idx, 17, temperature=0))
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def test_compile_argument_picks_a_mode_or_a_backend(monkeypatch):
