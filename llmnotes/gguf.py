@@ -247,6 +247,17 @@ def tokenizer_metadata(tokenizer, n_vocab: int) -> list[tuple[str, int, object]]
     return meta
 
 
+def shape_metadata(arch: str, config) -> list[tuple[str, int, object]]:
+    """The ``{arch}.*`` shape keys llama.cpp reads for every architecture (gpt2, llama, ...)."""
+    return [
+        (f"{arch}.context_length", UINT32, config.block_size),
+        (f"{arch}.embedding_length", UINT32, config.n_embd),
+        (f"{arch}.feed_forward_length", UINT32, config.mlp_dim),
+        (f"{arch}.block_count", UINT32, config.n_layer),
+        (f"{arch}.attention.head_count", UINT32, config.n_head),
+    ]
+
+
 def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
     """Write ``model`` (an llmnotes GPT) and its ``BPETokenizer`` to ``path`` as GGUF v3.
 
@@ -269,19 +280,13 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
 
         gguf_llama.check_exportable(config)
         arch, named = "llama", gguf_llama.llama_tensors(weights, config)
-        arch_meta = gguf_llama.llama_metadata(config, UINT32, FLOAT32, STRING)
+        arch_meta = shape_metadata(arch, config) + gguf_llama.llama_metadata(config, UINT32, FLOAT32, STRING)
     else:
         if "lm_head.weight" not in weights:  # tied and dropped from a state_dict: llama.cpp wants it
             weights["lm_head.weight"] = weights["transformer.wte.weight"]
         arch, named = "gpt2", {gguf_tensor_name(k): v for k, v in weights.items()}
-        arch_meta = [
-            ("gpt2.context_length", UINT32, config.block_size),
-            ("gpt2.embedding_length", UINT32, config.n_embd),
-            ("gpt2.feed_forward_length", UINT32, config.mlp_dim),
-            ("gpt2.block_count", UINT32, config.n_layer),
-            ("gpt2.attention.head_count", UINT32, config.n_head),
-            ("gpt2.attention.layer_norm_epsilon", FLOAT32, config.layer_norm_eps),
-        ]
+        arch_meta = shape_metadata(arch, config) + [
+            ("gpt2.attention.layer_norm_epsilon", FLOAT32, config.layer_norm_eps)]
     tensors = []
     for gname, t in named.items():
         kind = tensor_type(gname, tuple(t.shape), qtype)

@@ -77,13 +77,9 @@ def llama_tensors(weights: dict[str, torch.Tensor], config: GPTConfig) -> dict[s
 
 
 def llama_metadata(config: GPTConfig, uint32: int, float32: int, string: int) -> list[tuple[str, int, object]]:
-    """``llama.*`` hyper-parameter keys (the value-type codes come from ``gguf.py``)."""
+    """The ``llama.*`` keys beyond the shapes every architecture has (``gguf.shape_metadata``);
+    the value-type codes come from ``gguf.py``."""
     meta = [
-        ("llama.context_length", uint32, config.block_size),
-        ("llama.embedding_length", uint32, config.n_embd),
-        ("llama.feed_forward_length", uint32, config.mlp_dim),
-        ("llama.block_count", uint32, config.n_layer),
-        ("llama.attention.head_count", uint32, config.n_head),
         ("llama.attention.head_count_kv", uint32, config.kv_heads),
         ("llama.attention.layer_norm_rms_epsilon", float32, config.layer_norm_eps),
         ("llama.rope.dimension_count", uint32, config.head_dim),
