@@ -536,18 +536,17 @@ class GPT(nn.Module):
         """Final-LayerNorm hidden states (B, T, n_embd); with ``output_attentions`` also a
         list of per-layer attention weights (B, nh, T, S)."""
         fixed = cache is not None and cache.fixed_shape
+        past = None if fixed else (cache.seq_len if cache is not None else 0)
         # A compiled decode step skips the checks: reading the cache position back as a Python
         # number would break the graph, and the decode loop checked every length up front.
         if not (fixed and torch.compiler.is_compiling()):
             limit = cache.max_len if cache is not None else self.config.block_size
-            self._check_input(idx, cache.seq_len if cache is not None else 0, limit)
+            self._check_input(idx, cache.seq_len if fixed else past, limit)
         B, T = idx.shape
         device = idx.device
         if fixed:  # the fill level as a tensor: no Python number here changes from step to step
-            past = None
             q_pos = cache.position + torch.arange(T, device=device)
         else:
-            past = cache.seq_len if cache is not None else 0
             q_pos = torch.arange(past, past + T, device=device)
 
         if position_ids is None:
