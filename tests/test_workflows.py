@@ -43,8 +43,52 @@ def test_pages_deploy_only_after_tests_pass():
     wf = load("pages.yml")
     trigger = wf["on"]["workflow_run"]
     assert trigger["workflows"] == ["test"] and trigger["types"] == ["completed"]
-    assert "success" in wf["jobs"]["build"]["if"]
-    assert wf["jobs"]["deploy"]["needs"] == "build"
+    assert trigger["branches"] == ["main"]
+    assert "conclusion == 'success'" in wf["jobs"]["stage"]["if"]
+    assert "event == 'push'" in wf["jobs"]["stage"]["if"]  # not a pull request's run
+    assert wf["jobs"]["deploy"]["needs"] == "stage"
+
+
+def _step(steps, uses_prefix):
+    found = [i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith(uses_prefix)]
+    assert len(found) == 1, f"expected one {uses_prefix} step, found {len(found)}"
+    return found[0], steps[found[0]]
+
+
+def test_test_workflow_uploads_the_site_it_tested():
+    steps = load("test.yml")["jobs"]["ci"]["steps"]
+    ci_step = next(i for i, s in enumerate(steps) if s.get("run") == "bash .ci/run")
+    at, upload = _step(steps, "actions/upload-artifact@")
+    assert at > ci_step, "the upload must come after .ci/run built and tested the site"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"--site-dir {upload['with']['path']}\n" in ci  # the folder .ci/run built and tested
+    assert upload["with"]["name"] == "site-${{ github.sha }}"
+    assert upload["with"]["if-no-files-found"] == "error"
+
+
+def test_pages_deploys_the_tested_artifact_without_rebuilding():
+    wf = load("pages.yml")
+    steps = wf["jobs"]["stage"]["steps"]
+    commands = " ".join(str(s.get("run", "")) for job in wf["jobs"].values() for s in job["steps"])
+    assert "mkdocs" not in commands and "pip" not in commands and ".ci/run" not in commands
+    assert not any(str(s.get("uses", "")).startswith("actions/checkout") for s in steps)
+    at, download = _step(steps, "actions/download-artifact@")
+    upload_name = load("test.yml")["jobs"]["ci"]["steps"]
+    upload_name = _step(upload_name, "actions/upload-artifact@")[1]["with"]["name"]
+    # The artifact of the test run that triggered this one, for the commit that run tested.
+    assert download["with"]["name"] == upload_name.replace("github.sha", "github.event.workflow_run.head_sha")
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    assert "github.token" in download["with"]["github-token"]
+    assert wf["permissions"]["actions"] == "read"
+    pages_at, pages = _step(steps, "actions/upload-pages-artifact@")
+    assert pages_at > at and pages["with"]["path"] == download["with"]["path"]
+    _step(wf["jobs"]["deploy"]["steps"], "actions/deploy-pages@")
+
+
+def test_ci_never_uses_the_exec_cache():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    cache_off = ci.index("export LLMNOTES_EXEC_CACHE=0")
+    assert cache_off < ci.index("mkdocs build --strict") and cache_off < ci.index("\npytest\n")
 
 
 def test_ci_script_runs_the_readme_test_command():
