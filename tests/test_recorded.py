@@ -1,0 +1,80 @@
+"""llmnotes.recorded: the reader pages use to quote benchmarks/RESULTS.md instead of typing numbers."""
+
+import pytest
+
+from llmnotes.recorded import command, number, results_path, row, section, table, tables
+
+TEXT = """# Benchmark results
+
+## Speed (`bench.py`)
+
+Command: `python bench.py --write`. Machine: x86_64.
+
+| decoder | tokens/s | vs base |
+|---|---:|---:|
+| `base` | 10.0 | 1.00x |
+| fast | 1,234.5 | **2.5x** |
+
+### Notes
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+## Other
+
+    python other.py --flag
+"""
+
+
+def test_section_stops_at_the_next_heading_of_its_level():
+    body = section("Speed", TEXT)
+    assert "### Notes" in body and "## Other" not in body
+    assert "Notes" not in section("Notes", TEXT) and "| 1 | 2 |" in section("Notes", TEXT)
+
+
+def test_tables_rows_and_numbers():
+    assert len(tables("Speed", TEXT)) == 2
+    rows = table("Speed", 0, TEXT)
+    assert row(rows, "decoder", "base")["tokens/s"] == "10.0"  # backticks ignored
+    assert number(row(rows, "decoder", "fast")["tokens/s"]) == 1234.5
+    assert number(row(rows, "decoder", "fast")["vs base"]) == 2.5
+    assert number("2.70e-03") == pytest.approx(0.0027) and number("95.3%") == 95.3
+
+
+def test_commands_inline_and_indented():
+    assert command("Speed", TEXT) == "python bench.py --write"
+    assert command("Other", TEXT) == "python other.py --flag"
+
+
+def test_errors_name_what_is_missing():
+    with pytest.raises(KeyError, match="Nope"):
+        section("Nope", TEXT)
+    with pytest.raises(IndexError, match="2 table"):
+        table("Speed", 5, TEXT)
+    with pytest.raises(KeyError, match="slow"):
+        row(table("Speed", 0, TEXT), "decoder", "slow")
+    with pytest.raises(ValueError, match="no number"):
+        number("n/a")
+
+
+def test_env_var_overrides_the_checkout_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMNOTES_RESULTS", str(tmp_path / "missing.md"))
+    with pytest.raises(FileNotFoundError, match="LLMNOTES_RESULTS"):
+        results_path()
+    (tmp_path / "r.md").write_text(TEXT, encoding="utf-8")
+    monkeypatch.setenv("LLMNOTES_RESULTS", str(tmp_path / "r.md"))
+    assert number(table("Speed")[0]["tokens/s"]) == 10.0
+
+
+@pytest.mark.parametrize("title, column, names", [
+    ("Decoding", "decoder", ["hf dynamic", "llmnotes", "llmnotes prepare_for_decode",
+                             "llmnotes speculative", "llmnotes compile"]),
+    ("GGUF export vs llama.cpp", "file", ["F32", "F16", "Q8_0", "Q4_0"]),
+])
+def test_the_sections_pages_quote_exist(title, column, names):
+    rows = table(title)
+    for name in names:
+        row(rows, column, name)
+    assert command("Decoding") and command("Math chapter")
+    assert any("Value" in r["implementation"] for r in table("Math chapter", 1))
