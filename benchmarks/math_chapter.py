@@ -14,6 +14,7 @@ with ``--write`` it replaces the ``math`` section of ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import re
@@ -99,8 +100,8 @@ def main() -> None:
         "<!-- math:begin -->",
         "## Math chapter: readable loops vs libraries (`benchmarks/math_chapter.py`)",
         "",
-        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/math_chapter.py --repeats {args.repeats} --write`. Machine: "
-        f"{platform.machine()}, {os.cpu_count()} cores, no GPU, shared with other jobs (best of "
+        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/math_chapter.py --repeats {args.repeats} --write`. Measured "
+        f"{datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, no GPU (best of "
         f"{args.repeats}+ runs; compare rows of one run). torch {torch.__version__} with 1 thread, "
         f"NumPy {np.__version__}. Every pair is asserted to agree before it is timed.",
         "",

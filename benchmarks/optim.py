@@ -12,6 +12,7 @@ implementation per round) and the best round is kept, so a busy machine slows al
 from __future__ import annotations
 
 import argparse
+import datetime
 import platform
 import re
 import time
@@ -103,8 +104,8 @@ def main() -> None:
         "## Optimizers: `llmnotes.optim` vs `torch.optim` (`benchmarks/optim.py`)",
         "",
         f"Command: `OMP_NUM_THREADS={torch.get_num_threads()} .venv/bin/python benchmarks/optim.py "
-        f"--rounds {args.rounds}{' --write' if args.write else ''}`. Machine: {platform.machine()}, "
-        f"2 cores, no GPU, shared with other jobs (interleaved rounds, best of {args.rounds}; compare rows of "
+        f"--rounds {args.rounds}{' --write' if args.write else ''}`. Measured "
+        f"{datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, no GPU (interleaved rounds, best of {args.rounds}; compare rows of "
         f"one run). torch {torch.__version__}, {torch.get_num_threads()} thread(s). Parameters: "
         f"{len(shapes)} tensors, {n_params:,} numbers (GPT-like, {args.n_layer} layers, width {args.n_embd}, "
         f"vocab 8192), float32. Before timing, each torch path is asserted equal to llmnotes after 3 steps "

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import platform
 import statistics
@@ -136,7 +137,7 @@ def main() -> None:
     text = "\n".join([
         BEGIN, "## RAG: retrieval quality and BM25 speed (`benchmarks/rag.py`)", "",
         f"Command: `python benchmarks/rag.py --docs {args.docs} --queries {args.queries}`. "
-        f"Machine: {machine} (shared with other jobs: latencies are noisy, ratios less so).",
+        f"Measured {datetime.date.today()} on {machine} (latencies vary between runs, ratios less so).",
         "", "### Retrieval quality", "", quality(), "",
         "### BM25 speed", "", speed(args.docs, args.queries), END])
     print(text)

@@ -21,6 +21,7 @@ initialised one of the same shape (``--random``); speed does not depend on the w
 from __future__ import annotations
 
 import argparse
+import datetime
 import asyncio
 import json
 import platform
@@ -209,8 +210,8 @@ def main() -> None:
         "<!-- serve:begin -->",
         "## Serving (`benchmarks/serve.py`)",
         "",
-        f"Command: `{cmd.strip()}`. Machine: {machine} (a shared 2-core CPU box: compare rows of one "
-        f"run, not across runs; other jobs' load varied during the run). Model: {what} (4 layers, 192 dims, context 256). Client and server "
+        f"Command: `{cmd.strip()}`. Measured {datetime.date.today()} on {machine} (timings vary "
+        f"between runs: compare rows of one run, not across runs). Model: {what} (4 layers, 192 dims, context 256). Client and server "
         "share the machine (localhost, httpx streaming clients). TTFT is measured by the client: "
         "request sent to first text received, queueing included.",
         "",

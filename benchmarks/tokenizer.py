@@ -16,6 +16,7 @@ Training: ``BPETokenizer.train`` vs Hugging Face's ``BpeTrainer`` on the same te
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import re
@@ -97,7 +98,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
     lines = [BEGIN, "## Tokenizer (`benchmarks/tokenizer.py`)", "",
              f"Command: `.venv/bin/python benchmarks/tokenizer.py --repeats {args.repeats}`. "
-             f"Machine: {machine} (shared with other jobs: compare rows of one run, not across runs). "
+             f"Measured {datetime.date.today()} on {machine} (timings vary between runs: compare rows of one run, not across runs). "
              f"Input: tinytales train split, {mb:.2f} MB, shipped 2048-token tokenizer; all paths "
              "produce identical ids (asserted).", "",
              "| encode path | seconds | MB/s | vs tiktoken |", "|---|---:|---:|---:|"]
