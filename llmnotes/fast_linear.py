@@ -22,9 +22,20 @@ multiply-add: the step is bound by how fast the weights stream from memory, not 
 shapes, same state dict; only the weights' strides and the layers' class change. Results differ
 from ``nn.Linear`` by float rounding only (the partial sums are added in a different order).
 ``benchmarks/decode.py`` measures the effect; ``docs/generation/generation-config.md`` teaches it.
+
+Neither trick pays on every CPU: on an Intel Xeon with AVX-512 the row-major kernel was as fast
+as the column-major one for most GPT-2 shapes, and splitting cost more than it saved. So
+:func:`prepare_for_decode` *measures* each weight shape on the machine it runs on (a few
+matrix-vector products per candidate, interleaved, see :func:`pick_fastest`), keeps the result
+per (shape, dtype, thread count), and converts a layer only where a candidate beats plain
+``nn.Linear`` by a clear margin. :func:`decode_plan` reports what was chosen and the timings.
 """
 
 from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -32,6 +43,8 @@ import torch.nn.functional as F
 
 MAX_SPLIT_ROWS = 64  # above this many input rows a matrix-matrix product is compute-bound: use F.linear
 MIN_SPLIT_ELEMENTS = 2**18  # below 1 MiB of float32 a weight sits in cache and threads cost more than they save
+PATHS = ("plain", "column-major", "split-K")
+MARGIN = 0.05  # a candidate must beat the baseline by 5%: timing noise must not flip a layer's path
 
 
 def column_major(weight: torch.Tensor) -> bool:
@@ -65,47 +78,145 @@ def split_k_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 class SplitKLinear(nn.Linear):
-    """An ``nn.Linear`` whose forward pass uses :func:`split_k_linear` where it pays: the
-    few-row inputs of decoding (one row per sequence), a weight too big for the CPU caches
-    (at least ``MIN_SPLIT_ELEMENTS``), more than one thread, eager mode. Everywhere else it is
-    ``F.linear``. Parameters, state dict and everything that checks ``isinstance(m, nn.Linear)``
-    are unchanged; :func:`prepare_for_decode` turns layers into this class and back.
+    """An ``nn.Linear`` with a column-major weight whose forward pass uses
+    :func:`split_k_linear` where it pays: the few-row inputs of decoding (one row per sequence),
+    ``shards > 1`` (set by :func:`prepare_for_decode`, equal to the thread count it measured
+    with) and still that many threads, eager mode. Everywhere else it is ``F.linear`` on the
+    column-major weight. Parameters, state dict and everything that checks
+    ``isinstance(m, nn.Linear)`` are unchanged.
     """
+
+    shards: int = 1  # 1: column-major only; S > 1: split the input dimension into S slices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Under torch.compile the column-major weight alone is used: inductor turns a one-row
         # bmm into a slow reduction, and reading the thread count would break the graph.
-        if (not torch.compiler.is_compiling() and x.device.type == "cpu"
-                and self.weight.numel() >= MIN_SPLIT_ELEMENTS and x.numel() <= MAX_SPLIT_ROWS * self.in_features
-                and column_major(self.weight)):
-            shards = torch.get_num_threads()
-            if shards > 1 and self.in_features % shards == 0:
-                return split_k_linear(x, self.weight, self.bias, shards)
+        if (self.shards > 1 and not torch.compiler.is_compiling() and x.device.type == "cpu"
+                and x.numel() <= MAX_SPLIT_ROWS * self.in_features and column_major(self.weight)
+                and torch.get_num_threads() == self.shards and self.in_features % self.shards == 0):
+            return split_k_linear(x, self.weight, self.bias, self.shards)
         return F.linear(x, self.weight, self.bias)
 
 
+# ---------------------------------------------------------------------------------------------
+# Choosing by measurement
+# ---------------------------------------------------------------------------------------------
+
+_CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}  # key -> (chosen name, median ms per candidate)
+
+
+def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], baseline: str,
+                 rounds: int = 5, margin: float = MARGIN) -> tuple[str, dict[str, float]]:
+    """Time each zero-argument callable in ``candidates`` and return ``(name, medians_ms)``.
+
+    Candidates run interleaved (round 1 of each, then round 2, ...) so a burst of load from
+    other processes hits all of them alike; each is warmed up first. ``baseline`` wins unless
+    the candidate with the best median is at least ``margin`` faster in its median *and* in
+    its fastest round. The answer is cached under
+    ``key`` plus the current thread count (and returned from the cache next time).
+    """
+    key = (*key, torch.get_num_threads())
+    if key in _CHOICES:
+        return _CHOICES[key]
+    if baseline not in candidates:
+        raise ValueError(f"baseline {baseline!r} is not one of the candidates {list(candidates)}")
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for fn in candidates.values():
+        fn()  # warm-up: first-call allocation and kernel selection
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    medians = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+    best = min(medians, key=medians.get)
+    # Both the median and the best round must be faster: load from other processes inflates
+    # some rounds, and a path should win on its undisturbed speed as well as its typical one.
+    beats = [min(times[best]) < (1 - margin) * min(times[baseline]),
+             medians[best] < (1 - margin) * medians[baseline]]
+    chosen = best if all(beats) else baseline
+    _CHOICES[key] = (chosen, medians)
+    return chosen, medians
+
+
+def _path_key(weight: torch.Tensor) -> tuple:
+    return ("decode-linear", tuple(weight.shape), weight.dtype)
+
+
+def choose_path(weight: torch.Tensor) -> tuple[str, dict[str, float]]:
+    """Measure plain / column-major / split-K matrix-vector products for ``weight``'s shape and
+    dtype on this CPU with the current thread count; return ``(path, medians_ms)``."""
+    out_features, in_features = weight.shape
+    x = torch.randn(1, in_features, dtype=weight.dtype)
+    row = weight.detach().contiguous()
+    col = row.t().contiguous().t()
+    shards = torch.get_num_threads()
+    candidates = {"plain": lambda: F.linear(x, row), "column-major": lambda: F.linear(x, col)}
+    if shards > 1 and in_features % shards == 0:
+        candidates["split-K"] = lambda: split_k_linear(x, col, None, shards)
+    with torch.no_grad():
+        return pick_fastest(_path_key(weight), candidates, baseline="plain")
+
+
+def decode_plan(model: nn.Module) -> list[dict]:
+    """What :func:`prepare_for_decode` chose for each weight shape of ``model`` (with the current
+    thread count): dicts with ``shape``, ``dtype``, ``layers`` (how many), ``path`` and
+    ``ms`` (median milliseconds per candidate for one matrix-vector product)."""
+    plan: dict[tuple, dict] = {}
+    for module in model.modules():
+        if type(module) not in (nn.Linear, SplitKLinear):
+            continue
+        key = (*_path_key(module.weight), torch.get_num_threads())
+        if key not in _CHOICES:
+            continue
+        entry = plan.setdefault(key, {"shape": tuple(module.weight.shape), "dtype": str(module.weight.dtype),
+                                      "layers": 0, "path": _CHOICES[key][0], "ms": _CHOICES[key][1]})
+        entry["layers"] += 1
+    return list(plan.values())
+
+
+def _apply_path(module: nn.Linear, path: str) -> None:
+    """Give ``module`` the weight layout and class of ``path``."""
+    w = module.weight
+    if path == "plain":
+        if not w.is_contiguous():
+            w.data = w.data.contiguous()
+        module.__class__ = nn.Linear
+        return
+    if not column_major(w):
+        w.data = w.data.t().contiguous().t()
+    module.__class__ = SplitKLinear
+    module.shards = torch.get_num_threads() if path == "split-K" else 1
+
+
 @torch.no_grad()
-def prepare_for_decode(model: nn.Module, enable: bool = True) -> nn.Module:
+def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto") -> nn.Module:
     """Make ``model``'s CPU linear layers fast for decoding, in place; return the model.
 
     Every ``nn.Linear`` (exactly that class: LoRA or quantized layers keep their own forward,
-    though the ``nn.Linear`` inside a LoRA layer is converted) whose weight lives on the CPU gets
-    a column-major weight and becomes a :class:`SplitKLinear`. Tied weights stay tied (it is
-    the same parameter). Training still works afterwards, with the same results up to rounding.
-    ``enable=False`` undoes it: row-major weights, plain ``nn.Linear``. GPU layers are left as
-    they are: GPU kernels read either order at full speed, and one matrix-vector product
-    already fills the whole GPU.
+    though the ``nn.Linear`` inside a LoRA layer is considered) whose weight lives on the CPU
+    gets the path measured fastest for its shape (``path="auto"``, see :func:`choose_path`):
+
+    * ``"plain"``: left as it is (row-major ``nn.Linear``);
+    * ``"column-major"``: a :class:`SplitKLinear` with a column-major weight, no split;
+    * ``"split-K"``: the same, each matrix-vector product split across the threads.
+
+    Weights too small to matter (below ``MIN_SPLIT_ELEMENTS``) stay plain without measuring.
+    Passing a path name forces it for every layer. Tied weights stay tied (it is the same
+    parameter); training still works, with the same results up to rounding. ``enable=False``
+    undoes it. GPU layers are left as they are: GPU kernels read either order at full speed.
     """
+    if path != "auto" and path not in PATHS:
+        raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
     for module in model.modules():
         if type(module) not in (nn.Linear, SplitKLinear) or module.weight.device.type != "cpu":
             continue
-        w = module.weight
-        if enable:
-            if not column_major(w):
-                w.data = w.data.t().contiguous().t()
-            module.__class__ = SplitKLinear
+        if not enable:
+            _apply_path(module, "plain")
+        elif path != "auto":
+            _apply_path(module, path)
+        elif module.weight.numel() < MIN_SPLIT_ELEMENTS:
+            _apply_path(module, "plain")
         else:
-            if not w.is_contiguous():
-                w.data = w.data.contiguous()
-            module.__class__ = nn.Linear
+            _apply_path(module, choose_path(module.weight)[0])
     return model

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from typing import Iterable
 
 import torch
@@ -28,6 +29,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 METHODS = ("int8", "int4", "nf4", "llm.int8", "gptq")
+KERNELS = ("auto", "fast", "reference")
+
+# layer -> (stamp of its tensors, packed kernel callable); weak keys so a dropped layer frees its
+# packed copy, and kept outside the module so deepcopy/pickle never see the opaque packed object
+_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 # ---------------------------------------------------------------------------------------------
 # 1. Quantize a tensor: absmax (symmetric) and zero-point (asymmetric)
@@ -298,12 +304,79 @@ class QuantizedLinear(nn.Module):
                 w[row, cols] = (codes[row, cols] - offset).float() * float(self.scale[row, g])
         return w
 
+    # "auto": the CPU kernel of llmnotes.qkernels where this format has one and it measures
+    # faster than the readable path for this shape; "fast": that kernel whenever it exists;
+    # "reference": always the readable path. Set per layer, or with set_kernel(model, ...).
+    kernel: str = "auto"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self._fast_path(x)
+        if fast is not None:
+            return fast(x)
+        return self.forward_readable(x)
+
+    def forward_readable(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass without a special kernel: dequantize (in effect), then matmul."""
         if self.group_size == self.in_features and self.symmetric:
             # One scale per output row factors out of the dot product: y = (x · q) * s.
             y = F.linear(x, self.codes().to(x.dtype) - self._offset()) * self.scale.to(x.dtype).T
             return y if self.bias is None else y + self.bias.to(x.dtype)
         return self.forward_reference(x)
+
+    def kernel_name(self) -> str | None:
+        """``"int8"`` or ``"int4"`` if this layer's format has a CPU kernel in this PyTorch
+        build (see :mod:`llmnotes.qkernels`), else ``None``."""
+        from llmnotes import qkernels
+
+        if self.bits == 8 and self.symmetric and self.group_size == self.in_features and qkernels.int8_available():
+            return "int8"
+        if self.bits == 4 and self.group_size in qkernels.INT4_GROUP_SIZES and qkernels.int4_available():
+            return "int4"
+        return None
+
+    def _fast_path(self, x: torch.Tensor):
+        """The packed kernel to run ``x`` through, or None for the readable path."""
+        if self.kernel == "reference" or x.device.type != "cpu" or self.qweight.device.type != "cpu":
+            return None
+        if torch.compiler.is_compiling():
+            return None
+        needs_grad = x.requires_grad or (self.bias is not None and self.bias.requires_grad)
+        if torch.is_grad_enabled() and needs_grad:
+            return None  # the kernels have no backward; QLoRA-style training takes the readable path
+        name = self.kernel_name()
+        if name is None:
+            return None
+        fast = self._packed(name)
+        if self.kernel == "fast":
+            return fast
+        from llmnotes.fast_linear import pick_fastest
+
+        x1 = torch.randn(1, self.in_features, dtype=x.dtype)
+        key = ("qlinear", name, self.out_features, self.in_features, self.group_size, x.dtype)
+        with torch.no_grad():
+            chosen, _ = pick_fastest(key, {"readable": lambda: self.forward_readable(x1), name: lambda: fast(x1)},
+                                     baseline="readable")
+        return fast if chosen == name else None
+
+    def _packed(self, name: str):
+        """A callable running the ``name`` kernel on this layer's weight, packed once and
+        repacked if the codes, scales or bias change (e.g. after ``load_state_dict``)."""
+        from llmnotes import qkernels
+
+        tensors = [t for t in (self.qweight, self.scale, self.zero, self.bias) if t is not None]
+        stamp = tuple((t.data_ptr(), t._version) for t in tensors)
+        cached = _PACKED.get(self)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        if name == "int8":
+            packed = qkernels.int8_pack(self.qweight, self.scale.float(), self.bias)
+            fn = lambda x: qkernels.int8_linear(x, packed)  # noqa: E731
+        else:
+            zero = self.zero if self.zero is not None else torch.full_like(self.scale, 8, dtype=torch.uint8)
+            packed = qkernels.int4_pack(self.codes(), self.scale.float(), zero, self.group_size)
+            fn = lambda x: qkernels.int4_linear(x, packed, self.group_size, self.bias)  # noqa: E731
+        _PACKED[self] = (stamp, fn)
+        return fn
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Dequantize, then an ordinary matmul."""
@@ -697,6 +770,18 @@ def quantize_embeddings(model: nn.Module) -> nn.Module:
     return model
 
 
+def set_kernel(model: nn.Module, kernel: str) -> nn.Module:
+    """Set how every ``QuantizedLinear`` in ``model`` computes: ``"auto"`` (default: a CPU
+    kernel where one exists and measures faster), ``"fast"`` (the kernel wherever one exists) or
+    ``"reference"`` (always dequantize-then-matmul). In place; returns ``model``."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    for m in model.modules():
+        if isinstance(m, QuantizedLinear):
+            m.kernel = kernel
+    return model
+
+
 def model_bytes(model: nn.Module) -> int:
     """Bytes of every parameter and persistent buffer, each shared tensor counted once."""
     seen, total = set(), 0
@@ -802,11 +887,31 @@ def add_quantize_arguments(p) -> None:
     p.add_argument("--out", help="directory to save the quantized model to (safetensors)")
 
 
+def _check_quantize_out(args) -> None:
+    """Refuse an ``--out`` that is empty, a file, or a float model directory (the input included)."""
+    import os
+    from pathlib import Path
+
+    out = Path(args.out)
+    if str(args.out) == "":
+        raise ValueError("--out is empty; pass the directory to save the quantized model to")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; pass a directory (it is created if missing)")
+    from llmnotes.pretrained import pretrained_dir
+
+    source = pretrained_dir(args.model or "tiny")
+    if os.path.realpath(out) == os.path.realpath(source) or (out / "config.json").exists():
+        raise ValueError(f"--out {str(out)!r} holds a float model (config.json){' - the --model itself' if os.path.realpath(out) == os.path.realpath(source) else ''}; "
+                         "choose a new directory for the quantized one")
+
+
 def run_quantize(args) -> int:
     from llmnotes.quantize_io import load_for_quantize, save_quantized
 
     if args.tokens <= 0:
         raise ValueError(f"--tokens must be positive, got {args.tokens}")
+    if args.out is not None:
+        _check_quantize_out(args)
     model, val_ids, calib = load_for_quantize(args.model, args.tokens)
     before, ppl0 = model_bytes(model), perplexity(model, val_ids)
     kw = {"group_size": args.group_size}

@@ -61,7 +61,7 @@ def test_split_path_taken_only_when_it_applies(two_threads, monkeypatch):
     calls = []
     real = fast_linear.split_k_linear
     monkeypatch.setattr(fast_linear, "split_k_linear", lambda *a: calls.append(a[0].shape) or real(*a))
-    layer = prepare_for_decode(nn.Linear(1024, 256))
+    layer = prepare_for_decode(nn.Linear(1024, 256), path="split-K")  # forced: "auto" measures
     assert isinstance(layer, SplitKLinear) and column_major(layer.weight)
     layer(torch.randn(1, 1, 1024))  # one decode row: split
     layer(torch.randn(1000, 1024))  # a big matrix-matrix product: plain F.linear
@@ -79,7 +79,7 @@ def test_prepared_model_computes_the_same(two_threads, preset):
         before = model(idx)
         state = {k: v.clone() for k, v in model.state_dict().items()}
     tokens = generate(model, idx[:1, :4], 20, temperature=0)
-    assert model.prepare_for_decode() is model
+    assert prepare_for_decode(model, path="split-K") is model  # forced: "auto" may keep layers plain
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert linears and all(type(m) is SplitKLinear and column_major(m.weight) for m in linears)
     if model.config.tie_embeddings:

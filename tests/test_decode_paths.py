@@ -1,0 +1,87 @@
+"""prepare_for_decode's measured choice of path (plain / column-major / split-K): each path gives
+the plain model's greedy tokens, the choice is cached per shape and thread count, and a candidate
+must beat plain by a margin to be chosen."""
+
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from llmnotes import GPT, GPTConfig, fast_linear
+from llmnotes.fast_linear import PATHS, SplitKLinear, decode_plan, pick_fastest, prepare_for_decode
+from llmnotes.sampling import generate
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch):
+    monkeypatch.setattr(fast_linear, "_CHOICES", {})
+
+
+def tiny():
+    torch.manual_seed(0)
+    return GPT(GPTConfig.from_preset("tiny")).eval()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_gives_the_plain_tokens(two_threads, fresh_cache, monkeypatch, path):
+    idx = torch.randint(0, 2048, (2, 6), generator=torch.Generator().manual_seed(0))
+    plain = generate(tiny(), idx, 24, temperature=0)
+    monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)  # measure even the tiny model's layers
+    monkeypatch.setattr(fast_linear, "choose_path", lambda w: (path, {}))
+    model = prepare_for_decode(tiny())
+    kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}
+    assert kinds == ({nn.Linear} if path == "plain" else {SplitKLinear})
+    assert torch.equal(generate(model, idx, 24, temperature=0), plain)
+
+
+def test_auto_measures_each_shape_once_and_reports_it(two_threads, fresh_cache, monkeypatch):
+    monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)
+    model = prepare_for_decode(tiny())
+    plan = decode_plan(model)
+    shapes = {tuple(m.weight.shape) for m in model.modules() if isinstance(m, nn.Linear)}
+    assert {p["shape"] for p in plan} == shapes
+    assert all(p["path"] in PATHS and set(p["ms"]) == set(PATHS) for p in plan)
+    assert sum(p["layers"] for p in plan) == sum(isinstance(m, nn.Linear) for m in model.modules())
+    n = len(fast_linear._CHOICES)
+    prepare_for_decode(tiny())
+    assert len(fast_linear._CHOICES) == n  # cached: the second model measured nothing
+
+
+def test_small_weights_stay_plain_without_measuring(fresh_cache):
+    model = prepare_for_decode(nn.Sequential(nn.Linear(64, 32)))
+    assert type(model[0]) is nn.Linear and model[0].weight.is_contiguous() and not fast_linear._CHOICES
+
+
+def test_pick_fastest_keeps_the_baseline_unless_clearly_faster(fresh_cache):
+    slow, fast = (lambda: time.sleep(0.004)), (lambda: time.sleep(0.001))
+    assert pick_fastest(("a",), {"plain": slow, "other": fast}, "plain", rounds=3)[0] == "other"
+    same = lambda: time.sleep(0.002)  # noqa: E731
+    assert pick_fastest(("b",), {"plain": same, "other": same}, "plain", rounds=3, margin=0.5)[0] == "plain"
+    assert pick_fastest(("a",), {"plain": fast, "other": slow}, "plain")[0] == "other"  # cached answer
+    with pytest.raises(ValueError, match="baseline"):
+        pick_fastest(("c",), {"x": fast}, "plain")
+
+
+def test_split_layers_fall_back_when_the_thread_count_changes(two_threads, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast_linear, "split_k_linear", lambda *a: calls.append(1) or pytest.fail("split"))
+    layer = prepare_for_decode(nn.Linear(1024, 512), path="split-K")
+    assert layer.shards == 2
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        layer(torch.randn(1, 1024))
+    assert not calls
+
+
+def test_bad_path_is_rejected():
+    with pytest.raises(ValueError, match="path must be"):
+        prepare_for_decode(nn.Linear(4, 4), path="fastest")
