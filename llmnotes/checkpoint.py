@@ -51,6 +51,73 @@ def check_writable(out_dir: Path) -> None:
                          "choose a directory you can write to") from err
 
 
+def claim(out_dir: Path):
+    """Lock ``out_dir`` for this run, then remove checkpoint temp folders a killed run left behind.
+
+    A run killed with ``kill -9`` while saving leaves ``checkpoints/.step-NNNNNNN.xxxx`` (and
+    ``.old.xxxx``) folders. They are only safe to delete when no other run is writing to the same
+    directory, which the lock proves: a second run on a locked ``out_dir`` is refused instead.
+
+    Returns:
+        The open lock file; the lock lasts as long as it stays open (keep a reference).
+    """
+    root = Path(out_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(root)
+    if key in _HELD and not _HELD[key].closed:  # this process already holds it (a second Trainer)
+        return _HELD[key]
+    handle = open(root / ".lock", "a+", encoding="utf-8")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; leave temp folders alone rather than guess
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ValueError(f"another training run is writing to {str(out_dir)!r} right now; wait for it "
+                         "to finish or choose another --out") from None
+    remove_stale_temps(root)
+    _HELD[key] = handle
+    return handle
+
+
+_HELD: dict = {}  # realpath of a checkpoints folder -> the lock file this process holds on it
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete the temp folders of interrupted saves under ``root``; returns what was removed."""
+    removed = []
+    for tmp in sorted(root.glob(".step-*")) + sorted(root.glob(".old.*")):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+STATE_KEYS = ("step", "tokens_seen", "optimizer", "scheduler", "scaler", "sampler", "rng")
+
+
+def check_state(state: Any, path: Path) -> None:
+    """Refuse a ``state.pt`` that lacks what resuming needs (a damaged or foreign file)."""
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint state {str(path)!r} is not a dict; it was not written by llmnotes train")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state {str(path)!r} lacks {missing}; it is damaged or not from "
+                         "llmnotes train: delete this checkpoint or resume from an older one")
+
+
+def check_weights_fit(raw_model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse checkpoint weights whose shapes differ from the model's (another preset or size)."""
+    own = raw_model.state_dict()
+    for key, tensor in weights.items():
+        if key in own and tuple(own[key].shape) != tuple(tensor.shape):
+            raise ValueError(f"checkpoint {str(path)!r} was made with another model configuration: "
+                             f"{key} has shape {tuple(tensor.shape)} there but {tuple(own[key].shape)} "
+                             "here; resume with the same --preset/--block-size, or choose another --out")
+
+
 def latest_checkpoint(out_dir: str | os.PathLike | None) -> Path | None:
     """The directory ``out_dir/checkpoints/latest`` names, or ``None`` if there is none."""
     if out_dir is None:
@@ -194,13 +261,14 @@ def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, An
         for alias, source in json.loads(meta.get("aliases", "{}")).items():
             weights[alias] = weights[source]
     except Exception as err:  # safetensors raises its own error types for damaged headers
-        raise ValueError(f"checkpoint weights {str(path / WEIGHTS)!r} are corrupt ({err}); "
+        raise ValueError(f"checkpoint weights {str(path / WEIGHTS)!r} are corrupt ({' '.join(str(err).split())}); "
                          "delete this checkpoint or resume from an older one") from err
     try:
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"checkpoint state {str(path / STATE)!r} is corrupt ({err}); "
+        raise ValueError(f"checkpoint state {str(path / STATE)!r} is corrupt ({' '.join(str(err).split())[:200]}); "
                          "delete this checkpoint or resume from an older one") from err
+    check_state(state, path / STATE)
     return weights, state
 
 

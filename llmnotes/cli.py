@@ -49,11 +49,36 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(getattr(module, f"run_{args.command}")(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        # User errors: one clear line, not a traceback.
-        print(f"llmnotes {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # Ctrl-C: one line and the shell's conventional 128 + SIGINT. A command that keeps
+        # something (train's last checkpoint) says so in the message it re-raises with.
+        detail = f": {one_line(err)}" if str(err) else ""
+        print(f"llmnotes {args.command}: interrupted{detail}", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not is_user_error(err):
+            raise  # a programming error keeps its traceback
+        print(f"llmnotes {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
+
+# What a user can cause and fix: bad values, missing, unusable or full paths (OSError), a model
+# too big for memory, a run that diverged. TypeError is deliberately absent: here it means a bug,
+# and a bug keeps its traceback.
+USER_ERRORS = (ValueError, OSError, MemoryError)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """True for errors the user caused (bad input, a diverged run), which print as one line."""
+    return isinstance(err, USER_ERRORS) or type(err).__name__ == "TrainingDiverged"
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message would look like a traceback)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, MemoryError):
+        text = f"out of memory ({text}); use a smaller model, batch or context"
+    return text
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -215,9 +215,22 @@ def run_tokenize(args: argparse.Namespace) -> int:
     """Train a tokenizer (``--train-tokenizer``) or encode ``--input`` into a uint16 ``--out`` file."""
     from llmnotes.tokenizer import BPETokenizer, load_tokenizer
 
+    from llmnotes.utils import check_output_path
+
     if not args.input.is_file():
         raise FileNotFoundError(f"--input {str(args.input)!r} does not exist")
-    text = args.input.read_text(encoding="utf-8")
+    if str(args.out) in ("", "."):
+        raise ValueError(f"--out {str(args.out)!r} is not a usable output path; pass a file name (or a "
+                         "folder with --train-tokenizer)")
+    if args.train_tokenizer:
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {str(args.out)!r} is a file; --train-tokenizer writes a folder")
+    else:
+        check_output_path(args.out, inputs=[args.input])  # before encoding: fail fast, lose nothing
+    try:
+        text = args.input.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--input {str(args.input)!r} is not UTF-8 text ({err})") from None
     if args.train_tokenizer:
         tok = BPETokenizer.train(text, args.vocab_size, special_tokens=args.special_tokens)
         tok.save(args.out)

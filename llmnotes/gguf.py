@@ -313,8 +313,11 @@ def add_export_arguments(p) -> None:
 
 
 def run_export(args) -> int:
-    from llmnotes.pretrained import load_pretrained
+    from llmnotes.pretrained import load_pretrained, pretrained_dir
+    from llmnotes.utils import check_output_path
 
+    inputs = [f for f in pretrained_dir(args.model).iterdir()]
+    check_output_path(args.out, inputs=inputs)  # before loading: a bad --out fails at once
     model, tokenizer = load_pretrained(args.model)
     path = export_gguf(model, tokenizer, args.out, args.qtype)
     print(f"wrote {path} ({path.stat().st_size:,} bytes, {args.qtype})")

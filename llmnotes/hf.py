@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from llmnotes import hf_llama
+from llmnotes import hf_llama, load_checks
 from llmnotes.model import GPT, GPTConfig
 from llmnotes.utils import atomic_path, atomic_write_text
 
@@ -35,49 +35,77 @@ IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, n
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # all the tanh GELU
 
 
+def weight_files(path: str | Path) -> list[Path]:
+    """The safetensors files of a model directory: ``model.safetensors`` or the shards that
+    ``model.safetensors.index.json`` names (each checked to lie inside the directory)."""
+    path = Path(path)
+    single = path / "model.safetensors"
+    if single.exists() or single.is_symlink():
+        return [load_checks.regular_file(single, "weights file")]
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        return load_checks.shard_paths(path, index)
+    return []
+
+
+def read_header(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (shape, dtype)}`` over a directory's safetensors files, from their headers only."""
+    header: dict[str, tuple[tuple[int, ...], str]] = {}
+    for file in weight_files(path):
+        header.update(load_checks.safetensors_header(file))
+    return header
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint directory: ``model.safetensors`` (preferred) or a weights-only
     ``pytorch_model.bin``. Sharded safetensors (``model.safetensors.index.json``) are supported."""
     path = Path(path)
     from safetensors.torch import load_file
 
-    if (path / "model.safetensors").exists():
-        return load_file(str(path / "model.safetensors"))
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    files = weight_files(path)
+    if files:
         state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(load_file(str(path / shard)))
+        for file in files:
+            load_checks.safetensors_header(file)  # a one-line error for a damaged file
+            try:
+                state.update(load_file(str(file)))
+            except Exception as err:  # the header was fine but the data is cut short
+                raise ValueError(f"weights file {str(file)!r} is damaged ({' '.join(str(err).split())}); "
+                                 "copy or download it again") from None
         return state
     if (path / "pytorch_model.bin").exists():
+        load_checks.regular_file(path / "pytorch_model.bin", "weights file")
         try:
             return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
         except Exception as err:  # the unpickler refused something that is not a plain tensor
             raise ValueError(
                 f"{path / 'pytorch_model.bin'} is not a plain tensor checkpoint and will not be "
-                f"unpickled (weights_only=True refused it: {err}); convert it to safetensors"
-            ) from err
+                f"unpickled (weights_only=True refused it: {' '.join(str(err).split())[:200]}); "
+                "convert it to safetensors"
+            ) from None
     raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {path}")
 
 
 def config_from_hf(hf: dict) -> GPTConfig:
-    """Translate a Hugging Face ``GPT2Config`` dict to a ``GPTConfig``."""
+    """Translate a Hugging Face ``GPT2Config`` dict to a ``GPTConfig`` (every field type-checked)."""
+    f = load_checks.field
     if hf.get("model_type", "gpt2") != "gpt2":
         raise ValueError(f"expected a GPT-2 checkpoint (model_type 'gpt2'), got {hf.get('model_type')!r}")
     act = hf.get("activation_function", "gelu_new")
     if act not in SUPPORTED_ACTIVATIONS:
         raise ValueError(f"activation_function {act!r} is not supported; expected one of {SUPPORTED_ACTIVATIONS}")
     for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
-        if hf.get(flag):
+        if f(hf, flag, bool, False, optional=True):
             raise ValueError(f"{flag}=True is not supported by llmnotes' GPT")
-    if hf.get("scale_attn_weights", True) is not True:
+    if f(hf, "scale_attn_weights", bool, True, optional=True) is False:
         raise ValueError("scale_attn_weights=False is not supported by llmnotes' GPT")
+    block = f(hf, "n_positions", int, None, optional=True) or f(hf, "n_ctx", int, 1024, optional=True) or 1024
     return GPTConfig(
-        vocab_size=hf["vocab_size"], block_size=hf.get("n_positions", hf.get("n_ctx", 1024)),
-        n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
-        n_inner=hf.get("n_inner"), layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        tie_embeddings=hf.get("tie_word_embeddings", True), dropout=0.0,
+        vocab_size=f(hf, "vocab_size", int), block_size=block,
+        n_layer=f(hf, "n_layer", int), n_head=f(hf, "n_head", int), n_embd=f(hf, "n_embd", int),
+        n_inner=f(hf, "n_inner", int, None, optional=True),
+        layer_norm_eps=f(hf, "layer_norm_epsilon", float, 1e-5),
+        tie_embeddings=f(hf, "tie_word_embeddings", bool, True), dropout=0.0,
     )
 
 
@@ -128,30 +156,39 @@ def load_model_dir(path: str | Path, device=None, dtype: torch.dtype | None = No
     cfg_path = path / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path} is missing: a model directory needs config.json")
-    try:
-        hf_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{cfg_path} is not valid JSON ({err}); the checkpoint may be corrupt") from err
+    hf_cfg = load_checks.read_json_object(cfg_path, "model config")
     model_type = hf_cfg.get("model_type", "gpt2")
-    raw = read_state_dict(path)
     if model_type == "gpt2":
         config = config_from_hf(hf_cfg)
         extras = hf_cfg.get("llmnotes", {})
+        if not isinstance(extras, dict) or not isinstance(extras.get("extra", {}), dict):
+            raise ValueError(f"{cfg_path}: the 'llmnotes' field must be an object with an 'extra' object, "
+                             f"got {extras!r}")
         if extras:
             config = config.replace(attn_impl=extras.get("attn_impl", "sdpa"), extra=extras.get("extra", {}))
         for key in ("bos_token_id", "eos_token_id"):
-            if hf_cfg.get(key) is not None:
+            if load_checks.field(hf_cfg, key, int, None, optional=True) is not None:
                 config.extra.setdefault(key, hf_cfg[key])
-        state = _gpt2_state(raw)
+        ignored = IGNORED_SUFFIXES
     elif model_type in hf_llama.ARCHITECTURES:
         config = hf_llama.config_from_hf(hf_cfg)
+        ignored = ()
+    else:
+        supported = ["gpt2", *hf_llama.ARCHITECTURES]
+        raise ValueError(f"model_type {model_type!r} in {cfg_path} is not supported; supported: {supported}")
+    # The header decides whether the config fits the weights before a model of its size is built.
+    header = read_header(path)
+    if header:
+        load_checks.check_header_fits(config, header, path, ignored, count=False)  # _build checks shapes
+    raw = read_state_dict(path)
+    if model_type == "gpt2":
+        state = _gpt2_state(raw)
+    else:
         state = hf_llama.state_from_hf(raw, config)
         leftover = len(raw) - len([k for k in raw if k.startswith(("model.", "lm_head."))])
         if leftover:
             raise ValueError(f"checkpoint {path} has {leftover} tensors outside model.* and lm_head.*")
-    else:
-        supported = ["gpt2", *hf_llama.ARCHITECTURES]
-        raise ValueError(f"model_type {model_type!r} in {cfg_path} is not supported; supported: {supported}")
+    load_checks.check_finite(state, path)
     return _build(config, state, path, device, dtype)
 
 

@@ -33,13 +33,15 @@ def _rope(hf: dict) -> tuple[float, dict | None]:
 
 def config_from_hf(hf: dict) -> GPTConfig:
     """Translate a Llama-family ``config.json`` dict to a ``GPTConfig``."""
+    from llmnotes.load_checks import field as f
+
     kind = hf["model_type"]
     if hf.get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act {hf['hidden_act']!r} is not supported; llmnotes' SwiGLU uses silu")
     if hf.get("mlp_bias"):
         raise ValueError("mlp_bias=True is not supported")
-    n_head, d = hf["num_attention_heads"], hf["hidden_size"]
-    head_dim = hf.get("head_dim") or d // n_head
+    n_head, d = f(hf, "num_attention_heads", int), f(hf, "hidden_size", int)
+    head_dim = f(hf, "head_dim", int, None, optional=True) or d // max(n_head, 1)
     theta, scaling = _rope(hf)
     window = hf.get("sliding_window")
     if kind in ("qwen2", "qwen3"):
@@ -48,18 +50,19 @@ def config_from_hf(hf: dict) -> GPTConfig:
             raise ValueError("Qwen checkpoints that mix sliding and full attention layers are not supported")
         window = window if hf.get("use_sliding_window") else None
     cfg = dict(
-        vocab_size=hf["vocab_size"], block_size=hf.get("max_position_embeddings", 2048),
-        n_layer=hf["num_hidden_layers"], n_head=n_head,
-        n_kv_head=hf.get("num_key_value_heads") or n_head, n_embd=d,
+        vocab_size=f(hf, "vocab_size", int), block_size=f(hf, "max_position_embeddings", int, 2048),
+        n_layer=f(hf, "num_hidden_layers", int), n_head=n_head,
+        n_kv_head=f(hf, "num_key_value_heads", int, None, optional=True) or n_head, n_embd=d,
         head_size=head_dim if head_dim != d // n_head or d % n_head else None,
-        n_inner=hf["intermediate_size"], layer_norm_eps=hf.get("rms_norm_eps", 1e-6),
+        n_inner=f(hf, "intermediate_size", int), layer_norm_eps=f(hf, "rms_norm_eps", float, 1e-6),
         norm="rmsnorm", mlp="swiglu", pos_emb="rope", bias=False, rope_theta=theta, rope_scaling=scaling,
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)), sliding_window=window,
+        tie_embeddings=f(hf, "tie_word_embeddings", bool, False), sliding_window=window,
         qkv_bias=True if kind == "qwen2" else bool(hf.get("attention_bias", False)),
         qk_norm=kind == "qwen3", dropout=0.0,
     )
     if kind == "mixtral":
-        cfg.update(mlp="moe", n_expert=hf["num_local_experts"], n_expert_per_token=hf["num_experts_per_tok"],
+        cfg.update(mlp="moe", n_expert=f(hf, "num_local_experts", int),
+                   n_expert_per_token=f(hf, "num_experts_per_tok", int),
                    moe_aux_loss_coef=hf.get("router_aux_loss_coef", 0.01))
     extra = {k: hf[k] for k in ("bos_token_id", "eos_token_id") if hf.get(k) is not None}
     return GPTConfig(**cfg, extra=extra)

@@ -122,6 +122,14 @@ class GPTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("bias", "tie_embeddings", "qk_norm"):  # "no" or 0 must not pass as a flag
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"qkv_bias must be True, False or None, got {self.qkv_bias!r}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise ValueError(f"layer_norm_eps must be a small positive number such as 1e-5, got {eps!r}")
         if self.head_size is None and self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
@@ -131,7 +139,8 @@ class GPTConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.attn_impl not in ("sdpa", "manual"):
             raise ValueError(f"attn_impl must be 'sdpa' or 'manual', got {self.attn_impl!r}")
-        if self.n_inner is not None and self.n_inner <= 0:
+        if self.n_inner is not None and (not isinstance(self.n_inner, int) or isinstance(self.n_inner, bool)
+                                         or self.n_inner <= 0):
             raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
         for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "swiglu", "moe")),
                               ("pos_emb", ("learned", "rope"))):

@@ -49,30 +49,75 @@ def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=N
     return directory
 
 
-def load_quantized(directory: str | os.PathLike, device: torch.device | str | None = None):
-    """Load a model written by ``save_quantized``; returns the ``GPT`` in eval mode."""
-    from safetensors.torch import load_file
-
+def _skeleton(meta: dict, meta_path: Path):
+    """The ``GPT`` with the recorded quantized layers swapped in (empty), as ``quantization.json``
+    describes it; built on whatever device is current (the meta device for checking)."""
     from llmnotes.model import GPT, GPTConfig
 
-    directory = Path(directory)
-    meta_path = directory / "quantization.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found; is {directory} a directory written by save_quantized "
-                                "(`llmnotes quantize --out`)?")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     model = GPT(GPTConfig.from_dict(meta["config"]))
     heads = {}
     for name, spec in meta["layers"].items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
+            raise ValueError(f"{meta_path}: layer {name!r} must be an object with a 'class'")
         if spec["class"] == "tied_head":
             heads[name] = spec["of"]
             continue
         if spec["class"] not in LAYER_CLASSES:
             raise ValueError(f"unknown quantized layer class {spec['class']!r} in {meta_path}")
-        _set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
+        if not isinstance(spec.get("args"), dict):
+            raise ValueError(f"{meta_path}: layer {name!r} needs an 'args' object")
+        try:
+            _set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
+        except (TypeError, AttributeError) as err:  # wrong argument names, or no such submodule
+            raise ValueError(f"{meta_path}: layer {name!r} cannot be built from {spec} ({err})") from None
     for name, table in heads.items():  # share the table's tensors again, as when saved
         _set_module(model, name, model.get_submodule(table).tied_head())
-    state = load_file(str(directory / "quantized.safetensors"))
+    return model, heads
+
+
+def _check_fits(meta: dict, meta_path: Path, weights: Path) -> None:
+    """Compare ``quantization.json`` with the weights' header before allocating the model."""
+    from llmnotes import load_checks
+    from llmnotes.model import GPTConfig
+
+    header = load_checks.safetensors_header(weights)
+    config = GPTConfig.from_dict(meta["config"])
+    layers = {int(m.group(1)) for k in header if (m := load_checks._LAYER_RE.search(k))}
+    if (max(layers) + 1 if layers else 0) != config.n_layer:
+        raise ValueError(f"{meta_path} says n_layer={config.n_layer} but {weights} holds "
+                         f"{max(layers) + 1 if layers else 0} layers; they do not belong together")
+    with torch.device("meta"):
+        skeleton, _ = _skeleton(meta, meta_path)
+    for key, tensor in skeleton.state_dict().items():
+        if key in header and tuple(header[key][0]) != tuple(tensor.shape):
+            raise ValueError(f"{weights}: tensor {key} has shape {header[key][0]}, but {meta_path} "
+                             f"describes {tuple(tensor.shape)}; they do not belong together")
+
+
+def load_quantized(directory: str | os.PathLike, device: torch.device | str | None = None):
+    """Load a model written by ``save_quantized``; returns the ``GPT`` in eval mode.
+
+    ``quantization.json`` is checked against the weights' header (layer count, every shape) on
+    the meta device before any real memory is allocated.
+    """
+    from safetensors.torch import load_file
+
+    from llmnotes import load_checks
+
+    directory = Path(directory)
+    meta_path = directory / "quantization.json"
+    if not meta_path.is_file() and not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} not found; is {directory} a directory written by save_quantized "
+                                "(`llmnotes quantize --out`)?")
+    meta = load_checks.read_json_object(meta_path, "quantization config")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("layers"), dict):
+        raise ValueError(f"{meta_path} must hold 'config' and 'layers' objects; the file is not "
+                         "written by save_quantized")
+    weights = directory / "quantized.safetensors"
+    _check_fits(meta, meta_path, weights)
+    model, heads = _skeleton(meta, meta_path)
+    state = load_file(str(weights))
+    load_checks.check_finite({k: v for k, v in state.items() if v.is_floating_point()}, weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"} if model.config.tie_embeddings else set()
     tied |= {f"{h}.{b}" for h in heads for b in ("qweight", "scale")}

@@ -19,6 +19,7 @@ and the logits processors in :mod:`llmnotes.processors`; all are importable from
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, Iterator, Sequence
 
@@ -442,11 +443,27 @@ def _eos_of(tokenizer) -> int | None:
     return special.get("<|endoftext|>") if isinstance(special, dict) else None
 
 
+def _check_sample_memory(model, num_samples: int) -> None:
+    """Refuse a ``--num-samples`` whose KV cache and logits would not fit in memory."""
+    from llmnotes.utils import check_memory
+
+    c = model.config
+    per_sample = 4 * (2 * c.n_layer * c.block_size * c.kv_heads * c.head_dim + 2 * c.vocab_size
+                      + c.block_size * c.n_embd)
+    check_memory(num_samples * per_sample, f"--num-samples {num_samples} (a KV cache per sample)",
+                 "ask for fewer samples", model.device)
+
+
 def run_sample(args: argparse.Namespace) -> int:
     """``llmnotes sample``: print continuations of ``--prompt``."""
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     model, tokenizer = _load(args.model, args.device)
+    _check_sample_memory(model, args.num_samples)
     generator = None
     if args.seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(args.seed)
@@ -456,6 +473,9 @@ def run_sample(args: argparse.Namespace) -> int:
         if eos is None:
             raise ValueError("--prompt is empty and the tokenizer has no end-of-text token to start from")
         ids = [eos]
+    if len(ids) >= model.config.block_size:
+        raise ValueError(f"the prompt is {len(ids)} tokens long but the model's context holds "
+                         f"{model.config.block_size}, leaving no room to generate; shorten --prompt")
     idx = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=model.device)
     max_new = min(args.max_new_tokens, model.config.block_size - idx.shape[1])
     kwargs = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,

@@ -177,7 +177,12 @@ class BPETokenizer:
         if len(set(ids)) != len(ids):
             raise ValueError("token ids must be unique across vocab and special_tokens")
         self.pattern = pattern
-        self.compiled_pattern = regex.compile(pattern)
+        try:
+            self.compiled_pattern = regex.compile(pattern)
+        except (regex.error, TypeError) as err:
+            raise ValueError(f"the pre-tokenization pattern {str(pattern)[:80]!r} is not a valid regular "
+                             f"expression ({err}); fix 'pattern' in tokenizer_config.json or remove it "
+                             "to use GPT-2's") from None
         self.merges = merges
         self.merge_ranks = {pair: rank for rank, pair in enumerate(merges)}
         self.encoder: dict[bytes, int] = dict(vocab)
@@ -280,7 +285,7 @@ class BPETokenizer:
                 raise ValueError("fast=True needs the optional package tiktoken "
                                  "(pip install tiktoken); use fast=None to fall back")
         ids: list[int] = []
-        for chunk in self.compiled_pattern.findall(text):
+        for chunk in self.compiled_pattern.findall(replace_lone_surrogates(text)):
             ids.extend(self._encode_chunk_cached(chunk))
         return ids
 
@@ -417,8 +422,8 @@ class BPETokenizer:
                                         "folder needs vocab.json and merges.txt (see BPETokenizer.save)")
         try:
             raw_vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{directory / 'vocab.json'} is not valid JSON: {err}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise ValueError(f"{directory / 'vocab.json'} is not valid JSON: {err or 'nested too deeply'}") from None
         if not isinstance(raw_vocab, dict) or not all(isinstance(v, int) for v in raw_vocab.values()):
             raise ValueError(f"{directory / 'vocab.json'} must map token strings to integer ids")
         u2b = {u: b for b, u in bytes_to_unicode().items()}
@@ -427,8 +432,11 @@ class BPETokenizer:
         if config_path.is_file():
             try:
                 config = json.loads(config_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{config_path} is not valid JSON: {err}") from None
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+                raise ValueError(f"{config_path} is not valid JSON: {err or 'nested too deeply'}") from None
+            if not isinstance(config, dict) or not isinstance(config.get("llmnotes", {}), dict):
+                raise ValueError(f"{config_path} must be a JSON object (with an optional 'llmnotes' "
+                                 "object); the tokenizer folder is damaged")
         special_strings = set(config.get("llmnotes", {}).get("special_tokens", {}))
         special_strings |= {t["content"] for t in config.get("added_tokens_decoder", {}).values()
                             if isinstance(t, dict) and t.get("special")}
@@ -458,6 +466,22 @@ class BPETokenizer:
                 special[token] = i  # e.g. GPT-2's <|endoftext|>: in the vocab but never merged
         pattern = config.get("llmnotes", {}).get("pattern", GPT2_SPLIT_PATTERN)
         return cls(merges, special, vocab=vocab, pattern=pattern)
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each unpaired UTF-16 surrogate (``"\\ud800"``) replaced by U+FFFD.
+
+    A lone surrogate cannot be written as UTF-8, so it has no bytes to encode. Both encoding paths
+    replace it with U+FFFD (the replacement character, bytes ``EF BF BD``) exactly as tiktoken
+    does, and a properly paired surrogate pair becomes the character it stands for.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 @functools.lru_cache(maxsize=1)

@@ -372,6 +372,7 @@ class Trainer:
         self.out_dir = None if config.out_dir is None else Path(config.out_dir)
         if self.out_dir is not None and self.is_main:
             ckpt.check_writable(self.out_dir)
+            self._lock = ckpt.claim(self.out_dir)  # also removes temp folders of killed saves
             if not config.resume and ckpt.latest_checkpoint(self.out_dir) is not None:
                 raise ValueError(f"out_dir {str(self.out_dir)!r} already holds a checkpoint; pass "
                                  "resume=True (--resume) to continue it, or choose another out_dir")
@@ -569,6 +570,7 @@ class Trainer:
             raise ValueError(f"resume=True but {str(self.out_dir)!r} holds no checkpoint; "
                              "drop --resume to start a new run")
         weights, state = ckpt.load(path)
+        ckpt.check_weights_fit(self.raw_model, weights, path)
         fsdp = self.config.fsdp and self.distributed
         ckpt.load_model_state(self.model, self.raw_model, weights, fsdp)
         ckpt.load_optimizer_state(self.model, self.optimizer, state["optimizer"], fsdp)
@@ -636,6 +638,8 @@ def add_train_arguments(p) -> None:
                                                      "(continued pretraining) instead of random ones")
     p.add_argument("--out", required=True, help="output directory: a model directory plus checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model already in --out (refused without this flag or --resume)")
     p.add_argument("--max-steps", type=int, default=d.max_steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--grad-accum-steps", type=int, default=d.grad_accum_steps)
@@ -661,24 +665,54 @@ def add_train_arguments(p) -> None:
 
 
 def _read_tokens(path: Path, tokenizer, cache_dir: Path | None):
-    """A 1-D token array from a .bin (uint16 memmap) or a text file (encoded, then cached)."""
+    """A 1-D token array from a .bin (uint16 memmap) or a text file (encoded, then cached).
+
+    The cache file's name carries a hash of the text's bytes and of the tokenizer's files, so a
+    changed corpus or a different ``--tokenizer`` never reuses ids encoded for another.
+    """
     import numpy as np
 
+    from llmnotes.load_checks import regular_file
+
+    regular_file(path, "--data file")
     if path.suffix == ".bin":
+        if path.stat().st_size % 2:
+            raise ValueError(f"{path} has an odd number of bytes; a token file holds uint16 ids "
+                             "(write it with `llmnotes tokenize`)")
         return np.memmap(path, dtype=np.uint16, mode="r")
     if tokenizer is None:
         raise ValueError(f"{path} is text but no tokenizer is available")
+    raw = path.read_bytes()
+    cached = key_file = key = None
     if cache_dir is not None:
-        cached = cache_dir / (path.stem + ".bin")
-        if cached.is_file() and cached.stat().st_mtime >= path.stat().st_mtime:
+        cached, key = cache_dir / (path.stem + ".bin"), cache_key(raw, tokenizer)
+        key_file = cached.with_suffix(".key")  # what the ids were encoded from, beside them
+        if cached.is_file() and key_file.is_file() and key_file.read_text(encoding="utf-8").strip() == key:
             return np.memmap(cached, dtype=np.uint16, mode="r")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err}); pass a UTF-8 .txt file or a .bin token file") from None
     ids = np.asarray(encode_text(tokenizer, text), dtype=np.uint16)
-    if cache_dir is not None:
-        from llmnotes.utils import atomic_write_bytes
+    if cached is not None:
+        from llmnotes.utils import atomic_write_bytes, atomic_write_text
 
-        atomic_write_bytes(cache_dir / (path.stem + ".bin"), ids.tobytes())
+        key_file.unlink(missing_ok=True)  # no key names the ids while they are being replaced
+        atomic_write_bytes(cached, ids.tobytes())
+        atomic_write_text(key_file, key + "\n")
     return ids
+
+
+def cache_key(data: bytes, tokenizer) -> str:
+    """16 hex digits naming (text bytes, their size, the tokenizer's merges/vocab/special tokens)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(hashlib.sha256(data).digest())
+    h.update(repr((tokenizer.merges, sorted(tokenizer.encoder.items()), sorted(tokenizer.special_tokens.items()),
+                   tokenizer.pattern)).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:16]
 
 
 def encode_text(tokenizer, text: str) -> list[int]:
@@ -721,6 +755,36 @@ def _resolve_data(args, tokenizer, cache_dir: Path | None):
     return train[:cut], train[cut:]
 
 
+def _check_out(args, out: Path) -> None:
+    """Refuse to replace a model directory in ``--out`` unless asked to (--overwrite/--resume)."""
+    if str(args.out) == "":
+        raise ValueError("--out is empty; pass the directory the model should be written to")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; pass a directory (it is created if missing)")
+    holds_model = any((out / f).exists() for f in ("config.json", "model.safetensors", "quantization.json"))
+    if holds_model and not (args.overwrite or args.resume):
+        same = args.init_from and os.path.realpath(args.init_from) == os.path.realpath(out)
+        raise ValueError(f"--out {str(out)!r} already holds a model{' (the --init-from one)' if same else ''}; "
+                         "pass --overwrite to replace it, --resume to continue its run, or choose another --out")
+
+
+def _check_train_memory(config, args, device: str | None) -> None:
+    """Refuse a model/batch too large for this machine before allocating it (e.g. a 10^8 context)."""
+    from llmnotes.load_checks import expected_param_count
+    from llmnotes.utils import check_memory, pick_device
+
+    n = expected_param_count(config)
+    # fp32 weights + gradients + two Adam moments, then the activations of one micro-batch: the
+    # (B, T, C) residual stream kept for each layer's backward and the (B, H, T, T) attention
+    # scores of one layer (the fused kernel may avoid them; the manual path does not).
+    tokens = args.batch_size * config.block_size
+    activations = 4 * tokens * (config.n_layer * 16 * config.n_embd + config.vocab_size)
+    scores = 4 * args.batch_size * config.n_head * config.block_size ** 2
+    check_memory(16 * n + activations + scores, f"training this model ({n:,} parameters, context "
+                 f"{config.block_size:,}, batch {args.batch_size})",
+                 "lower --block-size, --batch-size or the --preset", pick_device(device))
+
+
 def run_train(args) -> int:
     """``llmnotes train``: train a GPT and leave a model directory in ``--out``."""
     import numpy as np
@@ -728,6 +792,7 @@ def run_train(args) -> int:
     from llmnotes.model import GPT, GPTConfig
 
     out = Path(args.out)
+    _check_out(args, out)
     tokenizer = None
     tok_dir = Path(args.tokenizer) if args.tokenizer else SHIPPED_TOKENIZER
     if not Path(args.data).suffix == ".bin" or args.tokenizer:
@@ -747,9 +812,11 @@ def run_train(args) -> int:
         overrides = {"dropout": args.dropout}
         if tokenizer is not None:
             overrides["vocab_size"] = tokenizer.vocab_size
-        if args.block_size:
+        if args.block_size is not None:  # 0 must reach GPTConfig's check, not be ignored
             overrides["block_size"] = args.block_size
-        model = GPT(GPTConfig.from_preset(args.preset, **overrides))
+        config = GPTConfig.from_preset(args.preset, **overrides)
+        _check_train_memory(config, args, args.device)
+        model = GPT(config)
     vocab = model.config.vocab_size
     for name, arr in (("train", train), ("val", val)):
         top = int(np.max(arr)) if len(arr) else 0
@@ -769,7 +836,13 @@ def run_train(args) -> int:
         print(f"model: {model.num_params():,} parameters; train {len(train):,} tokens "
               f"({len(trainer.train_data):,} windows), val {len(val):,} tokens; device {trainer.device}")
     start = time.perf_counter()
-    history = trainer.fit()
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        last = ckpt.latest_checkpoint(out) if trainer.is_main else None
+        kept = (f"the last checkpoint ({last.name}) is kept; continue with --resume" if last
+                else "no checkpoint was saved yet (see --save-interval)")
+        raise KeyboardInterrupt(f"at step {trainer.step}; {kept}") from None
     # the full weights (gathered from every rank under FSDP), exported as a model directory
     weights = ckpt.model_state(trainer.model, trainer.raw_model, config.fsdp and trainer.distributed)
     if trainer.is_main:
