@@ -8,6 +8,13 @@ Both models get identical weights (llmnotes saves, transformers loads the direct
 interleaved (ours, theirs, ours, ...) so machine noise hits both alike; the median step time of
 each is reported with tokens/s and the ratio. On CUDA the step runs under bf16 autocast and MFU
 is reported against the GPU's peak (pass --peak-tflops).
+
+On a CPU, ``--roofline`` measures the machine's matrix-multiply peak per dtype at this model's
+shapes (``benchmarks/gemm_peak.py``, before and after the steps; the higher is kept) and reports
+every row's model FLOP/s (``llmnotes.calc.flops_per_token``, 6N + attention) as a fraction of the
+peak of its dtype. ``--bf16`` adds bf16 rows: llmnotes with bf16 weights and fp32 master weights
+(``llmnotes.bf16``; the step includes moving gradients to the masters and rounding them back),
+and both models under bf16 autocast. Steps are forward + backward (no optimizer update).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import time
 
 import torch
 
-from llmnotes import GPT, GPTConfig
+from llmnotes import GPT, GPTConfig, qkernels
+from llmnotes.bf16 import MasterWeights
 from llmnotes.model import lm_loss
 from llmnotes.utils import autocast, pick_device
 
@@ -31,6 +39,20 @@ def step_fn(model, idx, is_hf, dtype):
             loss = lm_loss(logits[:, :-1], idx[:, 1:])
         loss.backward()
         model.zero_grad(set_to_none=True)
+    return step
+
+
+def master_step_fn(model, idx):
+    """bf16 weights, fp32 masters: forward+backward in bf16, gradients into the masters, and
+    the masters rounded back into the model (what a Trainer step adds besides the update)."""
+    master = MasterWeights(model)
+    master.to_bf16()
+
+    def step():
+        loss = lm_loss(model(idx)[:, :-1].float(), idx[:, 1:])
+        loss.backward()
+        master.grads_to_masters()
+        master.masters_to_model()
     return step
 
 
@@ -50,6 +72,8 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--peak-tflops", type=float, default=None, help="for MFU, e.g. 989 for H100 bf16 dense")
     ap.add_argument("--decode", type=int, default=0, help="also time greedy decoding of this many tokens")
+    ap.add_argument("--roofline", action="store_true", help="report each row as a fraction of the GEMM peak")
+    ap.add_argument("--bf16", action="store_true", help="add bf16 rows (master weights, autocast)")
     args = ap.parse_args()
 
     import transformers
@@ -68,6 +92,15 @@ def main() -> None:
         ours_run, theirs_run = ours, theirs
     idx = torch.randint(0, ours.config.vocab_size, (args.batch, args.seq), device=device)
     steps = {"llmnotes": step_fn(ours_run, idx, False, dtype), "transformers": step_fn(theirs_run, idx, True, dtype)}
+    row_dtype = {"llmnotes": "bf16" if dtype else "fp32", "transformers": "bf16" if dtype else "fp32"}
+    if args.bf16 and device.type == "cpu":
+        import copy
+
+        steps["llmnotes bf16-master"] = master_step_fn(copy.deepcopy(ours), idx)
+        steps["llmnotes bf16 autocast"] = step_fn(ours_run, idx, False, torch.bfloat16)
+        steps["transformers bf16 autocast"] = step_fn(theirs_run, idx, True, torch.bfloat16)
+        row_dtype.update({k: "bf16" for k in steps if "bf16" in k})
+    peaks = gemm_peaks(args) if args.roofline else None
     times = {k: [] for k in steps}
     for i in range(args.warmup + args.steps):
         for name, fn in steps.items():
@@ -78,9 +111,16 @@ def main() -> None:
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - t0)
     tokens = args.batch * args.seq
+    if peaks:
+        later = gemm_peaks(args)
+        peaks = {d: max(peaks[d], later[d]) for d in peaks}
     print(f"device={device} preset={args.preset} batch={args.batch} seq={args.seq} "
           f"compile={args.compile} dtype={dtype or torch.float32} threads={torch.get_num_threads()}")
+    if device.type == "cpu":
+        print(f"CPU: {qkernels.cpu_line()}; torch {torch.__version__}")
     med = {k: statistics.median(v) for k, v in times.items()}
+    if peaks:
+        print(roofline_table(med, row_dtype, peaks, ours.config, args))
     for name, t in med.items():
         line = f"{name:13s} {t * 1000:9.1f} ms/step {tokens / t:10.0f} tok/s"
         if args.peak_tflops:
@@ -92,6 +132,35 @@ def main() -> None:
     print(f"ratio llmnotes/transformers: {med['transformers'] / med['llmnotes']:.2f}x")
     if args.decode:
         decode(ours.eval(), theirs.eval(), args.decode, device)
+
+
+def gemm_peaks(args) -> dict[str, float]:
+    """GFLOP/s peak per dtype at this preset's training shapes (benchmarks/gemm_peak.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gemm_peak import peaks
+
+    return {d: r["peak_gflops"] for d, r in peaks(args.preset, args.batch, args.seq, ("fp32", "bf16"), 3).items()}
+
+
+def roofline_table(med: dict, row_dtype: dict, peaks: dict, config, args) -> str:
+    """Markdown: each row's model GFLOP/s as a fraction of its dtype's GEMM peak, with ratios."""
+    from llmnotes.calc import flops_per_token
+
+    flops = flops_per_token(config, args.seq) * args.batch * args.seq
+    lines = [f"GEMM peak at these shapes: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
+             f"(model FLOPs per step {flops / 1e9:.1f} G, forward + backward)", "",
+             "| step | ms/step | tokens/s | model GFLOP/s | of its dtype's peak | vs transformers (same dtype) "
+             "| vs llmnotes fp32 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    hf = {row_dtype[k]: med[k] for k in med if k.startswith("transformers")}
+    for name, t in med.items():
+        gf = flops / t / 1e9
+        vs_hf = hf[row_dtype[name]] / t if row_dtype[name] in hf else float("nan")
+        lines.append(f"| {name} | {1e3 * t:,.0f} | {args.batch * args.seq / t:,.0f} | {gf:.0f} | "
+                     f"{100 * gf / peaks[row_dtype[name]]:.0f}% | {vs_hf:.2f}x | {med['llmnotes'] / t:.2f}x |")
+    return "\n".join(lines)
 
 
 @torch.no_grad()

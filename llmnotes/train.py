@@ -40,6 +40,8 @@ from llmnotes import checkpoint as ckpt
 from llmnotes.utils import atomic_write_text, autocast, pick_device, seed_everything
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# TrainConfig.dtype: the DTYPES (autocast for bf16/fp16), bf16 weights with fp32 masters, or auto
+TRAIN_DTYPES = ("auto", "bf16-master", *DTYPES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +74,10 @@ class TrainConfig:
         keep_checkpoints: how many recent checkpoints to keep on disk.
         out_dir: where checkpoints and ``metrics.jsonl`` go; ``None`` writes nothing.
         resume: continue from the latest checkpoint in ``out_dir``.
-        dtype: ``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + gradient scaler).
+        dtype: ``"fp32"``, ``"bf16"`` (autocast), ``"fp16"`` (autocast + gradient scaler),
+            ``"bf16-master"`` (bf16 weights, fp32 master weights: ``llmnotes.bf16``) or
+            ``"auto"``: bf16-master on a CPU with native bf16 where a step measures faster
+            (``llmnotes.bf16.choose_precision``), else fp32. ``Trainer.precision`` says which.
         compile: run the model through ``torch.compile``.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``...; ``None`` picks the best available.
         seed: seeds initialisation-independent randomness: data order, dropout.
@@ -98,7 +103,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     out_dir: str | None = None
     resume: bool = False
-    dtype: str = "fp32"
+    dtype: str = "auto"
     compile: bool = False
     device: str | None = None
     seed: int = 1337
@@ -134,8 +139,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in TRAIN_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(TRAIN_DTYPES)}, got {self.dtype!r}")
         if self.resume and self.out_dir is None:
             raise ValueError("resume=True needs out_dir: the directory holding the checkpoint")
 
@@ -217,10 +222,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter 2017, arXiv:1711.05101); the fused CUDA kernel on a GPU."""
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device, master=None) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter 2017, arXiv:1711.05101); the fused CUDA kernel on a GPU.
+
+    With ``master`` (a ``llmnotes.bf16.MasterWeights``) it updates the float32 master copies,
+    grouped exactly as the model's own parameters would be."""
     extra = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
+    groups = param_groups(model, config.weight_decay)
+    if master is not None:
+        to_master = {id(p): m for p, m in zip(master.model_params, master.masters)}
+        groups = [{**g, "params": [to_master[id(p)] for p in g["params"]]} for g in groups]
+    return torch.optim.AdamW(groups, lr=config.lr,
                              betas=config.betas, eps=config.eps, **extra)
 
 
@@ -355,7 +367,7 @@ class Trainer:
             raise ValueError(f"dtype='fp16' needs a CUDA (or CPU) device, got {device}; use 'bf16'")
         if config.dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("dtype='bf16' is not supported on this GPU; use dtype='fp16'")
-        self.amp_dtype = DTYPES[config.dtype]
+        self.amp_dtype = DTYPES.get(config.dtype, torch.float32)  # no autocast for auto / bf16-master
 
         block_size = getattr(getattr(model, "config", None), "block_size", None)
         self.train_data = as_dataset(train_data, block_size)
@@ -381,8 +393,14 @@ class Trainer:
         if self.distributed:
             init_distributed(device)
         self.raw_model = model.to(device)
+        self.precision, self.precision_reason = self._choose_precision()
+        self.master = None
+        if self.precision == "bf16-master":
+            from llmnotes.bf16 import MasterWeights
+
+            self.master = MasterWeights(self.raw_model)
         self.model = self._wrap(self.raw_model)
-        self.optimizer = make_optimizer(self.model, config, device)
+        self.optimizer = make_optimizer(self.model, config, device, self.master)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupCosine(config.lr, config.min_lr, config.warmup_steps, config.lr_decay_steps))
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.dtype == "fp16")
@@ -392,6 +410,24 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         if config.resume:
             self.load_checkpoint()
+
+    def _choose_precision(self) -> tuple[str, str]:
+        """Resolve ``config.dtype`` to the precision this run uses, and why (printed once)."""
+        c = self.config
+        if c.dtype != "auto":
+            if c.dtype == "bf16-master" and (self.distributed or self.device.type != "cpu"):
+                raise ValueError("dtype='bf16-master' runs on one CPU process; on GPUs or under "
+                                 "torchrun use dtype='bf16' (autocast)")
+            return c.dtype, "set in TrainConfig.dtype"
+        if self.distributed or self.device.type != "cpu":
+            return "fp32", "auto: fp32 (bf16 master weights are chosen on a single CPU process only)"
+        from llmnotes.bf16 import choose_precision
+
+        x, _ = collate(self.train_data, [0], self.device)
+        precision, why = choose_precision(self.raw_model, x)
+        if self.is_main:
+            print(f"Trainer: dtype auto -> {precision} ({why})", flush=True)
+        return precision, why
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.distributed and self.config.fsdp:
@@ -431,6 +467,8 @@ class Trainer:
         """One optimizer step; returns its loss (mean over the step's micro-batches and ranks)."""
         c, model = self.config, self.model
         model.train()
+        if self.master is not None:
+            self.master.to_bf16()  # no-op unless fit() handed the float32 weights back
         total = torch.zeros((), device=self.device)
         micro = self._micro_indices()
         for m, indices in enumerate(micro):
@@ -456,10 +494,15 @@ class Trainer:
                 f"loss is {loss_value} at step {self.step}; stopped before updating the weights. "
                 "The last checkpoint (if any) is untouched. Lower lr, raise warmup_steps, or use "
                 "dtype='bf16' instead of 'fp16'")
+        if self.master is not None:
+            self.master.grads_to_masters()  # the optimizer updates the float32 masters
         if c.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            params = self.model.parameters() if self.master is None else self.master.masters
+            torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         self.scaler.step(self.optimizer)
+        if self.master is not None:
+            self.master.masters_to_model()
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -530,6 +573,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            if self.master is not None:
+                self.master.to_float()  # the model leaves fit() with its float32 (master) weights
         return self.history
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -553,6 +598,8 @@ class Trainer:
             raise ValueError("save_checkpoint() needs TrainConfig.out_dir")
         fsdp = self.config.fsdp and self.distributed
         weights = ckpt.model_state(self.model, self.raw_model, fsdp)  # collective under FSDP
+        if self.master is not None:  # store the float32 masters, not their bf16 roundings
+            weights = {**weights, **self.master.state_dict()}
         state = self.state()
         path = None
         if self.is_main:
@@ -573,6 +620,8 @@ class Trainer:
         ckpt.check_weights_fit(self.raw_model, weights, path)
         fsdp = self.config.fsdp and self.distributed
         ckpt.load_model_state(self.model, self.raw_model, weights, fsdp)
+        if self.master is not None:
+            self.master.load_state_dict(weights)
         ckpt.load_optimizer_state(self.model, self.optimizer, state["optimizer"], fsdp)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -654,7 +703,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--eval-steps", type=int, default=d.eval_steps)
     p.add_argument("--log-interval", type=int, default=d.log_interval)
     p.add_argument("--save-interval", type=int, default=d.save_interval)
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=d.dtype)
+    p.add_argument("--dtype", choices=sorted(TRAIN_DTYPES), default=d.dtype,
+                   help="auto: bf16 weights with fp32 masters where this CPU has native bf16 and it measures faster, else fp32")
     p.add_argument("--save-dtype", choices=sorted(DTYPES), default="fp32",
                    help="dtype of the exported model.safetensors (fp16 halves its size)")
     p.add_argument("--compile", action="store_true")
