@@ -1,138 +1,297 @@
-"""Decode speed: batch-1 greedy tokens/s, llmnotes vs Hugging Face transformers, same weights.
+"""Decode speed: batch-1 greedy tokens/s, llmnotes vs Hugging Face and llama.cpp, same weights.
 
-    python benchmarks/decode.py [--preset gpt2 tiny] [--new-tokens 256] [--repeats 3] [--threads 2]
-                                [--compile] [--write]
+    python benchmarks/decode.py [--preset gpt2 tiny] [--new-tokens 256] [--repeats 3] [--threads 1 2]
+                                [--peers ...] [--compile] [--kernels] [--write]
 
-Two presets by default: ``gpt2`` (124M parameters: each decode step is dominated by matrix
-multiplies, so any two correct implementations converge to the same speed on a CPU) and ``tiny``
-(2.2M: each step is dominated by per-step overhead, where the decode loops differ most).
+Peers, run interleaved in one process for each thread count (repeat 1 of every peer, then
+repeat 2, ...; the median per peer is reported, so load from other jobs hits every peer alike):
 
-Peers, run interleaved in one process (repeat 1 of every peer, then repeat 2, ...; the median
-per peer is reported, so load from other jobs hits every peer alike):
+* ``llmnotes``: ``llmnotes.sampling.generate(temperature=0)`` on the model as constructed.
+* ``llmnotes prepare_for_decode``: the same after ``fast_linear.prepare_for_decode``, which
+  measures plain / column-major / split-K per weight shape on this CPU and keeps plain unless
+  another path is clearly faster; the table under it says what was chosen and why (timings).
+* ``llmnotes bf16``: the model cast to bfloat16 (weights and activations), then prepared.
+* ``llmnotes int8``: ``quantize_model(model, "int8")``: int8 block layers (FBGEMM kernel, see
+  ``llmnotes/qkernels.py``), float32 output layer (tied to the embedding, so left as it is).
+* ``llmnotes int8+emb``: ``quantize_model(model, "int8", embeddings=True)``: the embedding and
+  the tied output layer are int8 as well, like llama.cpp's Q8_0 file.
+* ``llmnotes int4+emb``: 4-bit blocks of 32, symmetric (Q4_0's format), int8 embedding/output.
+* ``hf dynamic``: ``GPT2LMHeadModel.generate(do_sample=False)`` (DynamicCache), same weights.
+* ``llama.cpp F32/Q8_0/Q4_0``: llama-cpp-python on the GGUF files ``export_gguf`` writes from
+  the same model, greedy via its logits (skipped, with a message, when not installed).
+* ``--compile`` adds ``llmnotes compile`` and ``hf static+compile``; ``--peers`` can add
+  ``llmnotes speculative`` (early-exit draft: the target's first ``--draft-layers`` blocks).
 
-* ``llmnotes``: ``llmnotes.sampling.generate(temperature=0)`` (static pre-allocated KV cache),
-  on the model as constructed (row-major ``nn.Linear`` weights).
-* ``llmnotes prepare_for_decode``: the same call on a copy after ``model.prepare_for_decode()``,
-  which stores the wide weight matrices column-major, the order CPU matrix-vector kernels read
-  fastest (same values; tokens asserted equal). The speculative and compile rows use this copy.
-* ``hf dynamic``: ``GPT2LMHeadModel.generate(do_sample=False)`` with its default DynamicCache,
-  loaded from the directory ``model.save_pretrained`` wrote (identical weights).
-* ``--compile`` adds ``llmnotes compile`` (``generate(compile=True)``) and ``hf static+compile``
-  (``cache_implementation="static"`` with the forward under ``torch.compile``). Compilation time
-  is excluded: each is warmed up once before timing.
-* ``llmnotes speculative``: ``speculative_generate`` with an *early-exit* draft: the target's own first
-  ``--draft-layers`` blocks plus its final LayerNorm and head (the idea of LayerSkip, Elhoushi et
-  al. 2024, arXiv:2404.16710). It needs no second model, and with random weights this is the only
-  kind of draft that agrees with the target often enough to measure anything.
-
-Every peer must produce the same tokens as ``llmnotes`` (asserted), so the comparison is like for
-like. Random weights (``GPTConfig.from_preset(preset)``): speed does not depend on their values,
-only the speculative acceptance rate does, and that is printed with it. ``--write`` replaces this
-benchmark's section of ``benchmarks/RESULTS.md``.
+The float peers (llmnotes, prepared, HF, llama.cpp F32) are asserted to produce llmnotes'
+tokens; quantized and bf16 peers report the share of tokens equal to it instead (rounding
+changes random-weight logits' near ties). ``--kernels`` first times the candidate CPU kernels
+for the model's weight shapes. ``--write`` replaces this benchmark's section of
+``benchmarks/RESULTS.md`` and writes ``benchmarks/decode_cpu.json`` (what pages quote).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import platform
+import datetime
+import json
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmnotes import GPT, GPTConfig  # noqa: E402
+from llmnotes import GPT, GPTConfig, fast_linear, qkernels  # noqa: E402
+from llmnotes.quantize import export_gguf, quantize_model  # noqa: E402
 from llmnotes.sampling import generate  # noqa: E402
 from llmnotes.speculative import early_exit_draft, speculative_generate  # noqa: E402
 from llmnotes.utils import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
+JSON = Path(__file__).parent / "decode_cpu.json"
+DEFAULT_PEERS = ["llmnotes", "llmnotes prepare_for_decode", "llmnotes bf16", "llmnotes int8",
+                 "llmnotes int8+emb", "llmnotes int4+emb", "hf dynamic",
+                 "llama.cpp F32", "llama.cpp Q8_0", "llama.cpp Q4_0"]
+FLOAT_PEERS = {"llmnotes", "llmnotes prepare_for_decode", "hf dynamic", "llama.cpp F32",
+               "llmnotes speculative", "llmnotes compile", "hf static+compile"}
+LLAMA_PAIR = {"llmnotes": "llama.cpp F32", "llmnotes prepare_for_decode": "llama.cpp F32",
+              "llmnotes int8": "llama.cpp Q8_0", "llmnotes int8+emb": "llama.cpp Q8_0",
+              "llmnotes int4+emb": "llama.cpp Q4_0"}
 
 
-def bench_preset(preset: str, args, device: torch.device) -> list[str]:
-    """Time every peer on one preset; return the Markdown lines of its table."""
+# ---------------------------------------------------------------------------------------------
+# llama.cpp peer
+# ---------------------------------------------------------------------------------------------
+
+
+def llama_cpp_decoder(path: Path, threads: int, n_ctx: int):
+    """A function (prompt ids (1, T), n) -> ids (1, T + n): llama.cpp greedy decoding of ``path``."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                logits_all=False, verbose=False)
+
+    def run(idx: torch.Tensor, n: int) -> torch.Tensor:
+        llm.reset()
+        llm.eval(idx[0].tolist())
+        out = []
+        for _ in range(n):
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+            out.append(int(logits.argmax()))
+            llm.eval([out[-1]])
+        return torch.cat([idx, torch.tensor([out])], dim=1)
+
+    return run
+
+
+def llama_cpp_missing() -> str | None:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return ("llama.cpp rows skipped: llama-cpp-python is not installed (optional; "
+                "`pip install llama-cpp-python` builds it from source)")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel candidates for one weight shape
+# ---------------------------------------------------------------------------------------------
+
+
+def kernel_rows(shapes: list[tuple[int, int]], rounds: int = 5) -> list[str]:
+    """Median ms of one batch-1 product per candidate kernel and shape, interleaved."""
+    from llmnotes.quantize import QuantizedLinear
+
+    lines = ["| weight (out x in) | fp32 row-major | fp32 column-major | bf16 | int8 FBGEMM "
+             "| int8 `_weight_int8pack_mm` | int4 (bf16 act.) | fp32 row / int8 FBGEMM |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for out_f, in_f in shapes:
+        w = torch.randn(out_f, in_f) * 0.02
+        x = torch.randn(1, in_f)
+        col, wb, xb = w.t().contiguous().t(), w.bfloat16(), x.bfloat16()
+        q8 = QuantizedLinear.from_linear(torch.nn.Linear(in_f, out_f, bias=False).requires_grad_(False), 8)
+        q8.kernel = "fast"
+        s8 = q8.scale.float().flatten()
+        q4 = QuantizedLinear.from_linear(torch.nn.Linear(in_f, out_f, bias=False), 4, 32, symmetric=True)
+        q4.kernel = "fast"
+        cands = {"row": lambda: F.linear(x, w), "col": lambda: F.linear(x, col), "bf16": lambda: F.linear(xb, wb),
+                 "int8": lambda: q8(x), "int8pack": lambda: torch.ops.aten._weight_int8pack_mm(x, q8.qweight, s8),
+                 "int4": lambda: q4(x)}
+        times = {k: [] for k in cands}
+        with torch.no_grad():
+            for fn in cands.values():
+                fn()
+            for _ in range(rounds):
+                for k, fn in cands.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append(1e3 * (time.perf_counter() - t0))
+        m = {k: statistics.median(v) for k, v in times.items()}
+        lines.append(f"| {out_f} x {in_f} | " + " | ".join(f"{m[k]:.3f}" for k in cands)
+                     + f" | {m['row'] / m['int8']:.1f}x |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# One preset at one thread count
+# ---------------------------------------------------------------------------------------------
+
+
+def build_peers(model, hf, idx, n, names, ggufs, threads, args):
+    """name -> zero-argument callable returning the generated ids; plus extra info."""
+    peers, info = {}, {}
+
+    def gen(m):
+        return lambda: generate(m, idx, n, temperature=0)
+
+    for name in names:
+        if name == "llmnotes":
+            peers[name] = gen(model)
+        elif name == "llmnotes prepare_for_decode":
+            fast = fast_linear.prepare_for_decode(copy.deepcopy(model))
+            info["plan"] = fast_linear.decode_plan(fast)
+            peers[name] = gen(fast)
+        elif name == "llmnotes bf16":
+            bf = fast_linear.prepare_for_decode(copy.deepcopy(model).to(torch.bfloat16))
+            info["plan_bf16"] = fast_linear.decode_plan(bf)
+            peers[name] = gen(bf)
+        elif name in ("llmnotes int8", "llmnotes int8+emb", "llmnotes int4+emb"):
+            method = "int4" if "int4" in name else "int8"
+            kw = {"group_size": 32, "symmetric": True} if method == "int4" else {}
+            q = quantize_model(copy.deepcopy(model), method, embeddings="+emb" in name, **kw)
+            peers[name] = gen(fast_linear.prepare_for_decode(q))
+        elif name == "hf dynamic":
+            hf_kw = dict(attention_mask=torch.ones_like(idx), max_new_tokens=n, min_new_tokens=n,
+                         do_sample=False, pad_token_id=0)
+            peers[name] = lambda: hf.generate(idx, **hf_kw)
+        elif name.startswith("llama.cpp"):
+            if ggufs is None:
+                continue
+            run = llama_cpp_decoder(ggufs[name.split()[-1]], threads, model.config.block_size)
+            peers[name] = lambda run=run: run(idx, n)
+        elif name == "llmnotes speculative":
+            fast = fast_linear.prepare_for_decode(copy.deepcopy(model))
+            draft = early_exit_draft(fast, min(args.draft_layers, model.config.n_layer - 1))
+            peers[name] = lambda: speculative_generate(fast, draft, idx, n, num_draft=args.num_draft, temperature=0)
+        else:
+            raise SystemExit(f"unknown peer {name!r}; choose from {DEFAULT_PEERS + ['llmnotes speculative']}")
+    if args.compile:
+        fast = fast_linear.prepare_for_decode(copy.deepcopy(model))
+        hf_c = copy.deepcopy(hf)
+        hf_c.forward = torch.compile(hf_c.forward)
+        hf_kw = dict(attention_mask=torch.ones_like(idx), max_new_tokens=n, min_new_tokens=n,
+                     do_sample=False, pad_token_id=0, cache_implementation="static")
+        peers["llmnotes compile"] = lambda: generate(fast, idx, n, temperature=0, compile=True)
+        peers["hf static+compile"] = lambda: hf_c.generate(idx, **hf_kw)
+    return peers, info
+
+
+def time_peers(peers, repeats, label):
+    """Warm up every peer (returning its tokens), then time ``repeats`` interleaved rounds."""
+    outputs, times = {}, {name: [] for name in peers}
+    for name, fn in peers.items():
+        t0 = time.perf_counter()
+        outputs[name] = fn()
+        print(f"[{label}] warm-up {name}: {time.perf_counter() - t0:.1f}s", flush=True)
+    for r in range(repeats):
+        for name, fn in peers.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            print(f"[{label}] repeat {r} {name}: {time.perf_counter() - t0:.2f}s", flush=True)
+    return outputs, times
+
+
+def same_share(out: torch.Tensor, ref: torch.Tensor, prompt: int) -> float:
+    """Share of generated tokens equal to the reference's, position by position."""
+    return (out[:, prompt:] == ref[:, prompt:]).float().mean().item()
+
+
+def bench(preset: str, threads: int, args, ggufs, model, hf, idx, n) -> dict:
+    """Time every peer on one preset with ``threads`` threads; return its rows and plan."""
+    torch.set_num_threads(threads)
+    label = f"{preset}, {threads} thread(s)"
+    peers, info = build_peers(model, hf, idx, n, args.peers, ggufs, threads, args)
+    with torch.no_grad():
+        outputs, times = time_peers(peers, args.repeats, label)
+    ref = outputs["llmnotes"]
+    rows = []
+    for name in peers:
+        share = same_share(outputs[name], ref, idx.shape[1])
+        if name in FLOAT_PEERS and share < 1.0:
+            print(f"WARNING [{label}] {name}: only {share:.0%} of tokens equal llmnotes' fp32 tokens")
+        med = statistics.median(times[name])
+        rows.append({"decoder": name, "seconds": med, "tokens_per_s": n / med, "same_tokens": share})
+    by = {r["decoder"]: r["tokens_per_s"] for r in rows}
+    for r in rows:
+        r["vs_llmnotes_fp32"] = r["tokens_per_s"] / by["llmnotes"]
+        r["vs_hf"] = r["tokens_per_s"] / by["hf dynamic"] if "hf dynamic" in by else None
+        pair = LLAMA_PAIR.get(r["decoder"])
+        r["vs_llamacpp"] = r["tokens_per_s"] / by[pair] if pair in by else None
+        r["llamacpp_peer"] = pair if pair in by else None
+    return {"preset": preset, "threads": threads, "new_tokens": n, "rows": rows, **info}
+
+
+def table(result: dict) -> list[str]:
+    """Markdown lines for one ``bench`` result."""
+    def ratio(v):
+        return "" if v is None else f"{v:.2f}x"
+
+    lines = [f"**{result['threads']} thread(s)**, {result['new_tokens']} new tokens:", "",
+             "| decoder | tokens/s | vs llmnotes fp32 | vs HF | vs llama.cpp (same precision) | tokens = fp32 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        peer = f" ({r['llamacpp_peer'].split()[-1]})" if r["llamacpp_peer"] else ""
+        lines.append(f"| {r['decoder']} | {r['tokens_per_s']:.1f} | {ratio(r['vs_llmnotes_fp32'])} | "
+                     f"{ratio(r['vs_hf'])} | {ratio(r['vs_llamacpp'])}{peer} | {100 * r['same_tokens']:.0f}% |")
+    for key, title in (("plan", "fp32"), ("plan_bf16", "bf16")):
+        if result.get(key):
+            lines += ["", f"`prepare_for_decode` ({title}, {result['threads']} thread(s)): path chosen per "
+                      "weight shape, from median ms of one matrix-vector product per candidate, measured at "
+                      "prepare time (another path must beat plain by 5%):", "",
+                      "| weight (out, in) | layers | chosen | " + " | ".join(fast_linear.PATHS) + " |",
+                      "|---|---:|---|" + "---:|" * len(fast_linear.PATHS)]
+            for p in result[key]:
+                ms = " | ".join(f"{p['ms'][k]:.3f}" if k in p["ms"] else "n/a" for k in fast_linear.PATHS)
+                lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['layers']} | {p['path']} | {ms} |")
+    return lines + [""]
+
+
+def run_preset(preset: str, args, notes: list[str]) -> tuple[list[str], list[dict]]:
     from transformers import GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig.from_preset(preset)).to(device).eval()
+    model = GPT(GPTConfig.from_preset(preset)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
-        hf = GPT2LMHeadModel.from_pretrained(tmp).to(device).eval()
-    idx = torch.randint(0, model.config.vocab_size, (1, args.prompt_tokens), device=device)
-    mask = torch.ones_like(idx)
-    n = min(args.new_tokens, model.config.block_size - args.prompt_tokens)
-    hf_kw = dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                 pad_token_id=0)
-    fast = copy.deepcopy(model).prepare_for_decode()
-    draft_layers = min(args.draft_layers, model.config.n_layer - 1)
-    draft = early_exit_draft(fast, draft_layers)
-    stats = {}
+        hf = GPT2LMHeadModel.from_pretrained(tmp).eval()
+        idx = torch.randint(0, model.config.vocab_size, (1, args.prompt_tokens))
+        n = min(args.new_tokens, model.config.block_size - args.prompt_tokens)
+        ggufs = None
+        if any(p.startswith("llama.cpp") for p in args.peers) and not llama_cpp_missing():
+            from llmnotes.tokenizer import BPETokenizer
+            from llmnotes.pretrained import pretrained_dir
 
-    def spec():
-        out, s = speculative_generate(fast, draft, idx, n, num_draft=args.num_draft, temperature=0,
-                                      return_stats=True)
-        stats["spec"] = s
-        return out
-
-    peers = {
-        "llmnotes": lambda: generate(model, idx, n, temperature=0),
-        "llmnotes prepare_for_decode": lambda: generate(fast, idx, n, temperature=0),
-        "hf dynamic": lambda: hf.generate(idx, **hf_kw),
-        "llmnotes speculative": spec,
-    }
-    if args.compile:
-        # A second copy, so that "hf dynamic" above keeps running the plain eager forward.
-        hf_compiled = copy.deepcopy(hf)
-        hf_compiled.forward = torch.compile(hf_compiled.forward)
-        peers["llmnotes compile"] = lambda: generate(fast, idx, n, temperature=0, compile=True)
-        peers["hf static+compile"] = lambda: hf_compiled.generate(idx, cache_implementation="static", **hf_kw)
-
-    failed = []
-    with torch.no_grad():
-        reference = peers["llmnotes"]()
-        for name, fn in list(peers.items()):  # warm-up (and compilation) + correctness
-            t0 = time.perf_counter()
-            try:
-                out = fn()
-            except Exception as err:  # a compile path that does not run here is reported, not fatal
-                if "compile" not in name:
-                    raise
-                failed.append(f"{name}: did not run ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
-                del peers[name]
-                continue
-            print(f"[{preset}] warm-up {name}: {time.perf_counter() - t0:.1f}s", flush=True)
-            if not torch.equal(out, reference):
-                raise SystemExit(f"{name} produced different tokens from llmnotes")
-        times: dict[str, list[float]] = {name: [] for name in peers}
-        for r in range(args.repeats):
-            for name, fn in peers.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-                print(f"[{preset}] repeat {r} {name}: {n / times[name][-1]:.1f} tok/s", flush=True)
-
-    base = n / statistics.median(times["hf dynamic"])
-    s = stats["spec"]
-    lines = [
-        f"**`{preset}` preset** ({model.num_params():,} parameters, {model.config.n_layer} layers, "
-        f"vocabulary {model.config.vocab_size}), {n} new tokens:",
-        "",
-        "| decoder | seconds | tokens/s | vs HF dynamic cache |",
-        "|---|---:|---:|---:|",
-    ]
-    for name in peers:
-        med = statistics.median(times[name])
-        lines.append(f"| {name} | {med:.2f} | {n / med:.1f} | {n / med / base:.2f}x |")
-    lines += ["", f"Speculative: early-exit draft = the first {draft_layers} of {model.config.n_layer} blocks, "
-              f"{args.num_draft} proposals per round; acceptance rate {s.acceptance_rate:.2f}, "
-              f"{s.tokens_per_round:.2f} tokens per target pass ({s.rounds} target passes for "
-              f"{s.emitted} tokens).", ""] + [f"- {f}" for f in failed] + ([""] if failed else [])
-    return lines
+            tok = BPETokenizer.from_pretrained(pretrained_dir("tiny"))
+            ggufs = {q: export_gguf(model, tok, Path(tmp) / f"m-{q}.gguf", q) for q in ("F32", "Q8_0", "Q4_0")}
+        lines = [f"### `{preset}` preset ({model.num_params():,} parameters, {model.config.n_layer} layers, "
+                 f"vocabulary {model.config.vocab_size})", ""]
+        if args.kernels:
+            shapes = sorted({tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)})
+            torch.set_num_threads(args.threads[0])
+            lines += [f"Kernel candidates, one product with a batch of 1, median ms, {args.threads[0]} thread(s):", ""]
+            lines += kernel_rows(shapes) + [""]
+        results = [bench(preset, t, args, ggufs, model, hf, idx, n) for t in args.threads]
+    for r in results:
+        lines += table(r)
+    return lines, results
 
 
 def main() -> int:
@@ -141,44 +300,54 @@ def main() -> int:
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--peers", nargs="+", default=DEFAULT_PEERS)
     ap.add_argument("--draft-layers", type=int, default=2)
     ap.add_argument("--num-draft", type=int, default=4)
     ap.add_argument("--compile", action="store_true", help="also time the torch.compile paths")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    ap.add_argument("--kernels", action="store_true", help="first time the candidate kernels per weight shape")
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md and decode_cpu.json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    tables = []
+    if "llmnotes" not in args.peers:
+        args.peers = ["llmnotes"] + args.peers  # the reference every row is compared with
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation.*|.*quantize_per_tensor.*")
+    notes = [m for m in [llama_cpp_missing()] if m and any(p.startswith("llama.cpp") for p in args.peers)]
+    for m in notes:
+        print(m)
+    tables, results = [], []
     for preset in args.preset:
-        tables += bench_preset(preset, args, device)
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} thread(s), "
-               f"{'GPU ' + torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU, no GPU'}")
+        lines, res = run_preset(preset, args, notes)
+        tables += lines
+        results += res
+    date = datetime.date.today().isoformat()
     cmd = "python " + " ".join(["benchmarks/decode.py"] + sys.argv[1:])
-    lines = [
-        f"Command: `{cmd}`. Machine: {machine}, torch {torch.__version__}, shared with other jobs "
-        "(compare rows of one table, not across runs). Random weights, batch 1, "
-        f"{args.prompt_tokens}-token prompt, greedy; every peer's tokens equal llmnotes' (asserted); "
-        f"median of {args.repeats} interleaved repeats.",
-        "",
-    ] + tables
-    print("\n".join(lines))
-    if args.write:  # one block per (presets, compile) combination, replaced when re-run
-        tag = "decode:" + "+".join(args.preset) + (":compile" if args.compile else "")
-        title = f"## Decoding (`benchmarks/decode.py`): {', '.join(args.preset)}" + (
-            ", with torch.compile" if args.compile else "")
-        begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
-        block = "\n".join([begin, title, ""] + lines + [end]) + "\n"
-        text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-        if begin in text:
-            before, rest = text.split(begin, 1)
-            after = rest.split(end, 1)[1].lstrip("\n")
-            text = before + block + ("\n" + after if after else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        atomic_write_text(RESULTS, text)
+    machine = qkernels.cpu_line().split(", ", 1)
+    header = [f"Command: `{cmd}`. CPU: {machine[0]} ({machine[1].split('; ', 1)[1]}), no GPU; "
+              f"torch {torch.__version__}; {date}. Random weights, batch 1, {args.prompt_tokens}-token prompt, "
+              f"greedy; median of {args.repeats} interleaved repeats.", ""] + [f"- {m}" for m in notes]
+    print("\n".join(header + tables))
+    if args.write:
+        write_results(args, header + tables, {"command": cmd, "cpu": machine[0], "date": date,
+                                              "cpu_flags": machine[1].split("; ", 1)[1],
+                                              "torch": torch.__version__, "results": results})
     return 0
+
+
+def write_results(args, lines: list[str], record: dict) -> None:
+    """Replace this benchmark's block in RESULTS.md; write the JSON record pages read."""
+    tag = "decode-cpu:" + "+".join(args.preset) + (":compile" if args.compile else "")
+    title = f"## Decoding on CPU (`benchmarks/decode.py`): {', '.join(args.preset)}"
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+    block = "\n".join([begin, title, ""] + lines + [end]) + "\n"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    if begin in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + block + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    atomic_write_text(RESULTS, text)
+    atomic_write_text(JSON, json.dumps(record, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":
