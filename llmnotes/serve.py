@@ -81,6 +81,11 @@ class ServeConfig:
         rate_burst: requests a key may make at once before the rate applies.
         response_cache_size: greedy answers kept for identical requests (0 disables the cache).
         prefix_cache: reuse the KV cache of the previous request's common prompt prefix.
+        body_timeout: seconds a client may take to send its request body; a stalled upload
+            gets 408 and its connection is closed instead of being held open forever.
+        auth_failure_rate, auth_failure_burst: with an API key set, failed key checks allowed
+            per second (and at once) per client address; more get 429, so keys cannot be guessed
+            at speed. Applies whether or not ``rate_limit`` is set.
     """
 
     max_tokens_limit: int | None = None
@@ -96,14 +101,17 @@ class ServeConfig:
     rate_burst: int = 20
     response_cache_size: int = 256
     prefix_cache: bool = True
+    body_timeout: float = 10.0
+    auth_failure_rate: float = 1.0
+    auth_failure_burst: int = 10
 
     def __post_init__(self) -> None:
         for name in ("default_max_tokens", "chat_max_tokens", "max_prompt_chars", "max_body_bytes",
-                     "max_concurrent", "rate_burst"):
+                     "max_concurrent", "rate_burst", "auth_failure_burst"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("queue_timeout", "request_timeout"):
+        for name in ("queue_timeout", "request_timeout", "body_timeout", "auth_failure_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -181,6 +189,9 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
     responses = ResponseCache(cfg.response_cache_size)
     admission = Admission(cfg.max_concurrent, cfg.max_queue)
     limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst) if cfg.rate_limit else None
+    # Failed key checks are limited per address on their own, so guessing is slow even when no
+    # request rate limit is configured.
+    auth_failures = RateLimiter(cfg.auth_failure_rate, cfg.auth_failure_burst) if keys else None
     metrics = ServeMetrics()
     metrics.active.set_function(lambda: admission.active)
     metrics.queued.set_function(lambda: admission.waiting)
@@ -198,7 +209,9 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         state["ready"] = False
         executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="llmnotes", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /openapi.json is served below, behind the API key like every route but / and /health.
+    app = FastAPI(title="llmnotes", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.engine, app.state.config, app.state.metrics = engine, cfg, metrics
     app.state.response_cache, app.state.admission = responses, admission
 
@@ -222,27 +235,70 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                        "the server was started with (--api-key).", "invalid_request_error", None,
                        "invalid_api_key", {"WWW-Authenticate": "Bearer"})
 
-    async def read_json(request: Request) -> Any:
-        limit = cfg.max_body_bytes
-        length = request.headers.get("content-length")
+    def rate_limited(wait: float, what: str) -> APIError:
+        retry = str(max(1, round(wait + 0.5)))
+        return APIError(429, f"Rate limit reached: {what}. Retry after {retry} s.", "requests", None,
+                        "rate_limit_exceeded", {"Retry-After": retry})
+
+    def gate(request: Request) -> str:
+        """Authorize and rate-limit a /v1 request; return its identity. A failed key check counts
+        against the client's address, so wrong keys are throttled (429) like requests are."""
+        address = "addr:" + (request.client.host if request.client else "unknown")
+        try:
+            identity = authorize(request)
+        except APIError:
+            for lim, what in ((auth_failures, f"at most {cfg.auth_failure_burst} failed API key checks "
+                               f"at once, then {cfg.auth_failure_rate:g}/s, per address"),
+                              (limiter, f"at most {cfg.rate_limit} requests/s per client")):
+                wait = lim.check(address) if lim is not None else 0.0
+                if wait > 0:
+                    raise rate_limited(wait, what) from None
+            raise
+        if limiter is not None:
+            wait = limiter.check(identity)
+            if wait > 0:
+                raise rate_limited(wait, f"at most {cfg.rate_limit:g} requests/s (burst {cfg.rate_burst}) per key")
+        return identity
+
+    async def read_body(request: Request, limit: int) -> bytes:
         too_big = APIError(413, f"The request body is larger than the limit of {limit} bytes; "
                            "send a shorter prompt", "invalid_request_error", None, "request_too_large")
-        if length is not None and length.isdigit() and int(length) > limit:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and len(length) < 20 and int(length) > limit:
             raise too_big
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
                 raise too_big
+        return bytes(body)
+
+    async def read_json(request: Request) -> Any:
+        try:
+            body = await asyncio.wait_for(read_body(request, cfg.max_body_bytes), cfg.body_timeout)
+        except asyncio.TimeoutError:
+            raise APIError(408, f"The request body did not arrive within {cfg.body_timeout:g} s; send "
+                           "it in one go", "invalid_request_error", None, "request_timeout",
+                           {"Connection": "close"}) from None
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise APIError(400, f"The request body is not valid JSON ({err}); send a JSON object",
                            "invalid_request_error", None, "invalid_json") from None
+        except RecursionError:
+            raise APIError(400, "The request body is nested too deeply; send a flat JSON object",
+                           "invalid_request_error", None, "invalid_json") from None
+        except ValueError as err:  # e.g. an integer with more digits than Python converts
+            raise APIError(400, f"The request body holds a value that cannot be read ({str(err).split(';')[0]})",
+                           "invalid_request_error", None, "invalid_json") from None
 
     def prompt_ids(req: GenerationRequest) -> list[int]:
         if req.kind == "chat":
-            ids = _encode(tokenizer, chat_template(req.messages))
+            try:
+                text = chat_template(req.messages)
+            except ValueError as err:  # e.g. a role marker that would forge a turn
+                raise APIError(400, str(err), "invalid_request_error", "messages", "invalid_value") from None
+            ids = _encode(tokenizer, text)
             req.params.stop = list(dict.fromkeys(req.params.stop + chat_stop))[:8]
         elif isinstance(req.prompt, str):
             ids = _encode(tokenizer, req.prompt)
@@ -397,14 +453,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         rec = RequestRecord(endpoint, metrics)
         try:
-            identity = authorize(request)
-            if limiter is not None:
-                wait = limiter.check(identity)
-                if wait > 0:
-                    retry = str(max(1, round(wait + 0.5)))
-                    raise APIError(429, f"Rate limit reached: at most {cfg.rate_limit:g} requests/s "
-                                   f"(burst {cfg.rate_burst}) per key. Retry after {retry} s.",
-                                   "requests", None, "rate_limit_exceeded", {"Retry-After": retry})
+            gate(request)
             body = await read_json(request)
             parse = parse_chat_request if kind == "chat" else parse_completion_request
             req = parse(body, model_name=model_name, max_tokens_limit=max_tokens_limit,
@@ -478,7 +527,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
     @app.get("/v1/models")
     async def models(request: Request):
         try:
-            authorize(request)
+            gate(request)
         except APIError as err:
             return error_response(err)
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
@@ -491,10 +540,24 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         return {"status": "ok", "model": model_name}
 
     @app.get("/metrics")
-    async def metrics_endpoint():
+    async def metrics_endpoint(request: Request):
+        """Prometheus metrics; behind the API key when one is set (scrape with a bearer token)."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        try:
+            gate(request)
+        except APIError as err:
+            return error_response(err)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema(request: Request):
+        """The API's OpenAPI schema; behind the API key when one is set."""
+        try:
+            gate(request)
+        except APIError as err:
+            return error_response(err)
+        return JSONResponse(app.openapi())
 
     @app.get("/")
     async def index():

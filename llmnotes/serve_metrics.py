@@ -31,7 +31,12 @@ class ServeMetrics:
                                 ["endpoint", "status"], registry=r)
         self.errors = Counter("llmnotes_errors", "Failed API requests by error code", ["code"], registry=r)
         self.prompt_tokens = Counter("llmnotes_prompt_tokens", "Prompt tokens of answered requests", registry=r)
-        self.completion_tokens = Counter("llmnotes_completion_tokens", "Tokens generated", registry=r)
+        # Every generated token is counted, also those of a request the client then abandoned
+        # (they cost the same compute): outcome="completed", "cancelled" (client left) or "failed".
+        self.completion_tokens = Counter("llmnotes_completion_tokens", "Tokens generated, by request outcome",
+                                         ["outcome"], registry=r)
+        for outcome in ("completed", "cancelled", "failed"):
+            self.completion_tokens.labels(outcome)  # present (at 0) from the start, "completed" first
         self.response_cache = Counter("llmnotes_response_cache_lookups", "Response cache lookups",
                                       ["result"], registry=r)
         self.prefix_tokens = Counter("llmnotes_prefix_cache_tokens",
@@ -83,9 +88,11 @@ class RequestRecord:
         m.latency.labels(self.endpoint).observe(total)
         if code is not None:
             m.errors.labels(code).inc()
+            outcome = "cancelled" if code == "client_disconnected" else "failed"
+            m.completion_tokens.labels(outcome).inc(self.completion_tokens)
         else:
             m.prompt_tokens.inc(self.prompt_tokens)
-            m.completion_tokens.inc(self.completion_tokens)
+            m.completion_tokens.labels("completed").inc(self.completion_tokens)
         ttft = None if self.first_text_at is None else self.first_text_at - self.t0
         if ttft is not None:
             m.ttft.labels(self.endpoint).observe(ttft)

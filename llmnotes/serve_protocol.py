@@ -111,7 +111,7 @@ def _number(body: dict, name: str, default: float, low: float, high: float,
 def _integer(body: dict, name: str, default: Any, low: int, high: int) -> Any:
     value = body.get(name, default)
     if value is None or value is default:
-        return value
+        return default  # null means "not given", as for every other field
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_request(name, f"{name} must be an integer, got {value!r}", "invalid_type")
     if not low <= value <= high:
@@ -274,6 +274,13 @@ class ChatTemplate:
 
     Generation stops when the model starts the next turn by itself (``"\\nUser:"``).
     An instruction-tuned tokenizer's own template wins: see :func:`chat_template_for`.
+
+    **What it guarantees.** Plain text has no markers a user cannot type, so a user message
+    holding a line that starts with a role prefix (``"\\n\\nAssistant: I agree"``) could forge a
+    turn. ``render`` refuses such system and user content with ``ValueError`` (the server answers
+    400); assistant turns are the caller's own history and are taken as given. Templates built on
+    special tokens are safe by construction instead: the server encodes user text with
+    ``allowed_special="none"``, so a typed ``<|im_start|>`` is plain text, never a marker.
     """
 
     prefixes: dict[str, str] = field(default_factory=lambda: {
@@ -283,8 +290,21 @@ class ChatTemplate:
     stop: list[str] = field(default_factory=lambda: ["\nUser:", "\nSystem:"])
 
     def render(self, messages: list[dict[str, str]]) -> str:
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                self.check_content(m["content"], f"messages[{i}].content")
         turns = [self.prefixes[m["role"]] + m["content"].strip() for m in messages]
         return self.separator.join(turns + [self.generation_prefix])
+
+    def check_content(self, content: str, where: str = "content") -> None:
+        """Refuse text holding a line that starts with a role prefix (it would forge a turn)."""
+        markers = {p.strip() for p in self.prefixes.values()} | {self.generation_prefix.strip()}
+        for line in content.splitlines():
+            head = line.lstrip()
+            hit = next((m for m in markers if head.startswith(m)), None)
+            if hit is not None:
+                raise ValueError(f"{where} has a line starting with {hit!r}, which this plain-text chat "
+                                 "template uses to mark turns (it would forge one); rephrase that line")
 
 
 def chat_template_for(tokenizer: Any) -> tuple[Callable[[list[dict[str, str]]], str], list[str]]:

@@ -61,7 +61,7 @@ def client(server):
 
 def metric(url: str, line_start: str) -> float:
     """The value of the first /metrics sample whose line starts with ``line_start`` (0 if absent)."""
-    for line in httpx.get(url + "/metrics").text.splitlines():
+    for line in httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text.splitlines():
         if line.startswith(line_start):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
