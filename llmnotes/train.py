@@ -227,7 +227,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device, 
 
     With ``master`` (a ``llmnotes.bf16.MasterWeights``) it updates the float32 master copies,
     grouped exactly as the model's own parameters would be."""
-    extra = {"fused": True} if device.type == "cuda" else {}
+    # fused: one pass over memory per tensor. Also on a CPU for float32 masters, whose run is
+    # already not bit-identical to fp32 training (measured 5x the for-loop kernel on CPU).
+    extra = {"fused": True} if device.type == "cuda" or master is not None else {}
     groups = param_groups(model, config.weight_decay)
     if master is not None:
         to_master = {id(p): m for p, m in zip(master.model_params, master.masters)}
