@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -185,3 +186,67 @@ def test_cli_as_module(tmp_path):
                           "--out", str(tmp_path / "a.bin")], capture_output=True, text=True, check=True)
     assert "tokens" in out.stdout
     assert read_token_file(tmp_path / "a.bin").tolist() == load_tokenizer().encode("Tom saw a big dog.")
+
+
+def _load_corpus_script(name):
+    import importlib.util
+
+    folder = corpus_path("train").parent
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_corpus_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))
+
+
+def test_mix_is_reproducible_and_has_every_kind(tmp_path):
+    """The pretraining mix: same seed, same bytes; every record kind present in the counts."""
+    script = corpus_path("train").parent / "generate.py"
+    for out in (tmp_path / "a", tmp_path / "b"):
+        subprocess.run([sys.executable, str(script), "--mix", "--n-stories", "200", "--out", str(out)],
+                       check=True, capture_output=True)
+    assert (tmp_path / "a" / "train.txt").read_bytes() == (tmp_path / "b" / "train.txt").read_bytes()
+    counts = json.loads((tmp_path / "a" / "counts.json").read_text(encoding="utf-8"))
+    assert set(counts) == {"story", "words", "qa", "fewshot"}
+    assert counts["story"] + counts["words"] == 200
+    text = (tmp_path / "a" / "train.txt").read_text(encoding="utf-8") + \
+        (tmp_path / "a" / "val.txt").read_text(encoding="utf-8")
+    assert text.count(EOT) == sum(counts.values())
+    assert "{" not in text and "}" not in text
+
+
+def test_qa_answers_are_copied_from_the_story():
+    """Every word of every Answer of a qa record is in its story (answers are spans, except that
+    "a little kite" is answered "a kite"): the skill is copying, not recall."""
+    import random
+
+    records = _load_corpus_script("records")
+    rng = random.Random(0)
+    for _ in range(300):
+        story, _, qa = records.qa_record(rng).partition("\n\n")
+        answers = [ln[len("Answer: "):] for ln in qa.splitlines() if ln.startswith("Answer: ")]
+        words = set(story.lower().replace(".", " ").replace(",", " ").split())
+        assert answers and all(set(a.lower().split()) <= words for a in answers), (story, qa)
+
+
+def test_fewshot_labels_are_consistent_within_a_record():
+    """In a few-shot record one class always gets one label word, and arbitrary labels vary
+    between records (so only the examples can tell a label)."""
+    import random
+
+    records = _load_corpus_script("records")
+    rng = random.Random(1)
+    mappings = set()
+    for _ in range(200):
+        rows = [r.split("\n") for r in records.fewshot_record(rng).split("\n\n")]
+        assert len(rows) >= 3 and all(len(r) == 2 for r in rows)
+        if rows[0][0].startswith("Word: ") and rows[0][1].startswith("Label: "):
+            seen = {}
+            for word, label in rows:
+                cls = next(c for c, ws in records.ANIMAL_TASK.items() if word[6:] in ws)
+                assert seen.setdefault(cls, label) == label
+            mappings.add(tuple(sorted(seen.items())))
+    assert len(mappings) > 10

@@ -15,12 +15,20 @@ staying on-topic. The generator is deterministic: the same seed writes byte-iden
 
     python llmnotes/assets/corpus/generate.py            # rewrites train.txt and val.txt here
 
+The shipped models were pretrained on a larger *mix*: many more stories, some preceded by the
+words they must use, plus reading-comprehension and few-shot records (``records.py`` says what
+each kind teaches). It is generated on demand into a cache folder, never committed:
+
+    python llmnotes/assets/corpus/generate.py --mix --n-stories 30000 \
+        --out ~/.cache/llmnotes/tinytales-mix-30000             # ~29 MB, ~8M tokens
+
 Stories are separated by ``<|endoftext|>`` lines; the split is by story, 95% / 5%.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -610,17 +618,45 @@ def split(stories: list[str], val_fraction: float = 0.05, seed: int = 1337) -> t
     return join(train), join(val)
 
 
+def split_records(records: list[str], val_fraction: float = 0.05, seed: int = 1337) -> tuple[str, str]:
+    """Like :func:`split` for already shuffled records (the mix): the first 5% are val."""
+    n_val = max(1, round(len(records) * val_fraction))
+    join = lambda xs: f"\n{EOT}\n".join(xs) + f"\n{EOT}\n"  # noqa: E731
+    return join(records[n_val:]), join(records[:n_val])
+
+
+def mixed_corpus(n_stories: int, seed: int = 1337) -> tuple[str, str, dict[str, int]]:
+    """The pretraining mix: ``n_stories`` stories plus instruction-style records (see
+    ``records.py``), split 95/5. Returns ``(train, val, counts per record kind)``."""
+    from records import mix_records  # a sibling script, importable when this one runs
+
+    records = mix_records(generate(n_stories, seed), seed=seed + 2)
+    counts: dict[str, int] = {}
+    for kind, _ in records:
+        counts[kind] = counts.get(kind, 0) + 1
+    train, val = split_records([text for _, text in records], seed=seed)
+    return train, val, counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-stories", type=int, default=2200)
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--mix", action="store_true",
+                        help="add the instruction-style records (records.py) to the stories: the "
+                             "pretraining mix of the shipped models; write it to a cache folder")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
-    train, val = split(generate(args.n_stories, args.seed), seed=args.seed)
+    if args.mix:
+        train, val, counts = mixed_corpus(args.n_stories, args.seed)
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.out / "counts.json", (json.dumps(counts, indent=1) + "\n").encode())
+    else:
+        train, val = split(generate(args.n_stories, args.seed), seed=args.seed)
     for name, text in (("train.txt", train), ("val.txt", val)):
         path = args.out / name
         atomic_write_bytes(path, text.encode("utf-8"))
-        print(f"{path}: {len(text.encode('utf-8')):,} bytes, {text.count(EOT)} stories")
+        print(f"{path}: {len(text.encode('utf-8')):,} bytes, {text.count(EOT)} records")
 
 
 if __name__ == "__main__":
