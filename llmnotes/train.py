@@ -427,9 +427,9 @@ class Trainer:
 
         x, _ = collate(self.train_data, [0], self.device)
         precision, why = choose_precision(self.raw_model, x)
-        if self.is_main:
+        if self.is_main and "measured" in why:  # a real choice was made: say so (small models stay quiet)
             print(f"Trainer: dtype auto -> {precision} ({why})", flush=True)
-        return precision, why
+        return precision, f"auto: {why}"
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.distributed and self.config.fsdp:

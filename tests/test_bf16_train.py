@@ -82,10 +82,16 @@ def test_auto_precision_rules(monkeypatch):
     assert choose_precision(small_gpt(), x)[0] == "fp32"
 
 
-def test_trainer_says_what_auto_chose(capsys):
+def test_trainer_says_what_auto_chose(capsys, monkeypatch):
     trainer, _ = run("auto", steps=1)
-    assert trainer.precision == "fp32" and trainer.precision_reason  # the test model is small
-    assert "dtype auto -> fp32" in capsys.readouterr().out
+    assert trainer.precision == "fp32" and trainer.precision_reason.startswith("auto: ")
+    assert "dtype auto" not in capsys.readouterr().out  # no measurement, nothing printed
+    monkeypatch.setattr(bf16_mod, "native_bf16_cpu", lambda: True)
+    monkeypatch.setattr(bf16_mod, "MIN_PARAMS", 0)
+    monkeypatch.setattr(bf16_mod, "MIN_SPEEDUP", 0.0)
+    trainer, _ = run("auto", steps=1)
+    assert trainer.precision == "bf16-master"
+    assert "Trainer: dtype auto -> bf16-master (native bf16 CPU; one step measured" in capsys.readouterr().out
 
 
 def test_unknown_dtype_is_rejected():
