@@ -6,8 +6,9 @@ Smallest pieces first:
    ``2**bits`` integers and back, for a whole tensor, per channel (``dim``) or per group of
    ``group_size`` consecutive values. Round-to-nearest never errs by more than half a step.
 2. ``pack_int4`` / ``unpack_int4``: two 4-bit codes in one byte.
-3. ``QuantizedLinear``: a drop-in ``nn.Linear`` holding integer codes and scales; its forward
-   dequantizes the weight and multiplies. ``NF4Linear`` (QLoRA's NormalFloat-4, Dettmers et al.
+3. ``QuantizedLinear``: a drop-in ``nn.Linear`` holding integer codes and scales; its readable
+   forward dequantizes the weight and multiplies (on a CPU, int8 and 4-bit layers run integer
+   kernels instead where they measure faster: ``qkernels.py``). ``NF4Linear`` (QLoRA's NormalFloat-4, Dettmers et al.
    2023, arXiv:2305.14314) and ``LLMInt8Linear`` (LLM.int8() with 16-bit outlier columns,
    Dettmers et al. 2022, arXiv:2208.07339) are variants of it.
 4. ``quantize_model(model, method)`` swaps a model's ``nn.Linear`` layers; ``"gptq"``
@@ -193,8 +194,12 @@ class QuantizedLinear(nn.Module):
 
     Each output row is cut into groups of ``group_size`` input columns; each group has an
     fp16 scale (and, if asymmetric, a uint8 zero point). 4-bit codes are packed two per byte.
-    The forward pass dequantizes the weight and runs an ordinary matmul, so the saving is in
-    memory (and memory bandwidth on real kernels), not arithmetic.
+    The readable forward pass (``forward_readable`` / ``forward_reference``) dequantizes the
+    weight and runs an ordinary matmul: correct, but it rebuilds a float weight on every call.
+    On a CPU, per-row int8 and grouped 4-bit layers instead run PyTorch's integer kernels
+    (``llmnotes.qkernels``) when no gradient is needed and the kernel measures faster for the
+    layer's shape; ``kernel`` / ``set_kernel`` choose (``"auto"``, ``"fast"``, ``"reference"``).
+    NF4 and LLM.int8() have no such CPU kernel in PyTorch and always take the readable path.
 
     Build one with ``QuantizedLinear.from_linear(linear, bits, group_size, symmetric)`` or, for
     codes someone else computed (GPTQ), ``QuantizedLinear.from_codes``.
