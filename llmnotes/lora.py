@@ -264,3 +264,106 @@ def memory_breakdown(model: nn.Module, optimizer_states: int = 2) -> dict[str, i
     grads = sum(p.numel() * p.element_size() for p in trainable)
     opt = optimizer_states * 4 * sum(p.numel() for p in trainable)
     return {"weights": weights, "gradients": grads, "optimizer": opt, "total": weights + grads + opt}
+
+
+# --- adapters on disk, in the PEFT layout -------------------------------------------------
+
+PEFT_PREFIX = "base_model.model."  # how peft names a wrapped model's weights
+
+
+def save_adapter(model: nn.Module, path, base_model: str, dtype: torch.dtype = torch.float32) -> None:
+    """Write ``model``'s LoRA adapters as a PEFT adapter directory.
+
+    The layout is the one ``peft.PeftModel.from_pretrained`` reads: ``adapter_config.json``
+    (rank, alpha, target modules, the base model's name) and ``adapter_model.safetensors``
+    with keys ``base_model.model.<layer>.lora_A.weight`` / ``lora_B.weight``. A GPT-2-style
+    model saved with ``save_pretrained`` plus this directory loads in Hugging Face + peft with
+    the same logits (tested).
+
+    Args:
+        model: a model with un-merged adapters (``apply_lora``).
+        path: the directory to write (created).
+        base_model: what the adapter was trained on: a shipped name (``"tiny"``) or a path.
+        dtype: storage dtype of the adapter weights.
+    """
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from llmnotes.utils import atomic_path, atomic_write_text
+
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("model has no LoRA adapters to save; apply_lora(model) and train first")
+    if any(m.merged for _, m in layers):
+        raise ValueError("adapters are merged into the base weights; unmerge_lora(model) first")
+    ranks = {m.r for _, m in layers}
+    alphas = {m.alpha for _, m in layers}
+    if len(ranks) != 1 or len(alphas) != 1:
+        raise ValueError(f"one rank and alpha per adapter file, got ranks {ranks}, alphas {alphas}")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+              "r": ranks.pop(), "lora_alpha": alphas.pop(), "lora_dropout": 0.0, "bias": "none",
+              # GPT-2 checkpoints store these layers as (in, out) Conv1D weights; peft needs to know.
+              "fan_in_fan_out": True,
+              "target_modules": sorted({n.split(".")[-1] for n, _ in layers}),
+              "inference_mode": True}
+    tensors = {PEFT_PREFIX + k: v.detach().to(dtype).contiguous().cpu() for k, v in lora_state_dict(model).items()}
+    with atomic_path(out / "adapter_model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(out / "adapter_config.json", json.dumps(config, indent=2) + "\n")
+
+
+def read_adapter_config(path) -> dict:
+    """``adapter_config.json`` of an adapter directory, checked for what :func:`load_adapter` needs."""
+    import json
+    from pathlib import Path
+
+    file = Path(path) / "adapter_config.json"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{file} is not a readable adapter config: {err}") from err
+    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
+        raise ValueError(f"{file}: only LoRA adapters (peft_type 'LORA') are supported")
+    for key, kind in (("r", int), ("lora_alpha", (int, float)), ("target_modules", list),
+                      ("base_model_name_or_path", str)):
+        if not isinstance(config.get(key), kind) or isinstance(config.get(key), bool):
+            raise ValueError(f"{file}: '{key}' must be {getattr(kind, '__name__', 'a number')}, "
+                             f"got {config.get(key)!r}")
+    return config
+
+
+def load_adapter(model: nn.Module, path, merge: bool = True) -> nn.Module:
+    """Apply the PEFT LoRA adapter in directory ``path`` to ``model`` (in place) and return it.
+
+    ``merge=True`` folds ``W + (alpha / r) B A`` into plain linear layers, so inference costs
+    nothing extra; ``merge=False`` keeps the adapters separate (to keep training them).
+    """
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = read_adapter_config(path)
+    apply_lora(model, r=config["r"], alpha=float(config["lora_alpha"]),
+               target_modules=config["target_modules"], freeze_rest=not merge)
+    file = Path(path) / "adapter_model.safetensors"
+    try:
+        tensors = load_file(str(file))
+    except (OSError, SafetensorError) as err:
+        raise ValueError(f"cannot read the adapter weights {file}: {err}") from err
+    ours = {PEFT_PREFIX + k: k for k in lora_state_dict(model)}
+    missing, unexpected = sorted(set(ours) - set(tensors)), sorted(set(tensors) - set(ours))
+    if missing or unexpected:
+        raise ValueError(f"{file} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}; "
+                         f"was it trained on {config['base_model_name_or_path']!r}?")
+    state = model.state_dict()
+    for key, name in ours.items():
+        if tensors[key].shape != state[name].shape:
+            raise ValueError(f"{file}: {key} has shape {tuple(tensors[key].shape)}, "
+                             f"this model expects {tuple(state[name].shape)}")
+    model.load_state_dict({name: tensors[key] for key, name in ours.items()}, strict=False)
+    return merge_lora(model) if merge else model

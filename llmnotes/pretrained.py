@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 ASSETS = Path(__file__).parent / "assets"
-SHIPPED = {"tiny": ASSETS / "tiny"}
+SHIPPED = {"tiny": ASSETS / "tiny", "tiny-instruct": ASSETS / "tiny-instruct"}
 
 
 def pretrained_dir(name: str | os.PathLike) -> Path:
@@ -24,13 +24,13 @@ def pretrained_dir(name: str | os.PathLike) -> Path:
         raise TypeError(f"name must be a shipped model name or a directory path, got {type(name).__name__}")
     if isinstance(name, str) and name in SHIPPED:
         path = SHIPPED[name]
-        if not (path / "config.json").is_file():
+        if not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
             raise FileNotFoundError(f"the shipped model {name!r} is missing from {path}; "
                                     "reinstall llmnotes or train one with `llmnotes train`")
         return path
     path = Path(name)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
             raise ValueError(f"{str(path)!r} is a directory but holds no config.json; "
                              "pass a model directory written by `llmnotes train` or save_pretrained")
         return path
@@ -42,8 +42,11 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
     """Load a shipped or local model and its tokenizer.
 
     Args:
-        name: ``"tiny"`` or the path of a model directory (``config.json``,
-            ``model.safetensors``, ``vocab.json``, ``merges.txt``).
+        name: a shipped name -- ``"tiny"`` (the base model) or ``"tiny-instruct"`` (its
+            instruction-tuned LoRA adapter) -- or the path of a model directory (``config.json``,
+            ``model.safetensors``, ``vocab.json``, ``merges.txt``) or of a PEFT LoRA adapter
+            directory (``adapter_config.json`` naming its base model), which is applied to its
+            base and merged.
         device: where to put the model; ``None`` keeps it on the CPU (the shipped model is small).
 
     Returns:
@@ -58,9 +61,25 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
     from llmnotes.tokenizer import BPETokenizer
 
     path = pretrained_dir(name)
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        return _load_with_adapter(path, device)
     model = GPT.from_pretrained(path, device=device).float().eval()
     tokenizer = BPETokenizer.from_pretrained(path)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
                          f"{model.config.vocab_size}; they were not trained together")
     return model, tokenizer
+
+
+def _load_with_adapter(path: Path, device):
+    """Base model named by the adapter's config, plus the adapter merged into its weights."""
+    from llmnotes.lora import load_adapter, read_adapter_config
+
+    base = read_adapter_config(path)["base_model_name_or_path"]
+    if base not in SHIPPED and not Path(base).is_absolute() and (path / base).is_dir():
+        base = str(path / base)  # a base given relative to the adapter directory
+    base_dir = pretrained_dir(base)
+    if (base_dir / "adapter_config.json").is_file() and not (base_dir / "config.json").is_file():
+        raise ValueError(f"{path}: its base {base!r} is itself an adapter; point it at a full model")
+    model, tokenizer = load_pretrained(base, device)
+    return load_adapter(model, path, merge=True).eval(), tokenizer

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -34,6 +35,7 @@ from llmnotes.chunking import (Chunk, build_docs_snapshot, chunk_docs,  # noqa: 
 from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,  # noqa: F401
                             HybridRetriever, default_embedder, embeddings_available,
                             reciprocal_rank_fusion)
+from llmnotes.extractive import extract_answer, format_quotes
 from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k  # noqa: F401
 
 SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
@@ -278,14 +280,18 @@ def add_ask_arguments(p: argparse.ArgumentParser) -> None:
                    choices=["auto", "bm25", "dense", "hybrid", "hybrid+rerank"],
                    help="auto (default): hybrid+rerank if the embedding packages are "
                         "installed, else bm25")
-    p.add_argument("--endpoint", help="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 "
-                                      "(default: the shipped tiny model)")
-    p.add_argument("--model", default="llmnotes-tiny", help="model name sent to --endpoint")
-    p.add_argument("--api-key", default=None, help="bearer token for --endpoint")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--max-prompt-tokens", type=int, default=None,
-                   help="prompt budget (default: what the local model's context allows; "
-                        "4096 with --endpoint, counted with the package's tokenizer)")
+    p.add_argument("--base-url", "--endpoint", dest="base_url", default=None,
+                   help="an OpenAI-compatible API root (llmnotes serve, llama.cpp's server, vLLM, "
+                        "Ollama), e.g. http://127.0.0.1:8000/v1: generate the answer there. "
+                        "Default: $OPENAI_BASE_URL if set, else answer offline by quoting the sources")
+    p.add_argument("--model", default=None,
+                   help="model name sent to --base-url (default: $OPENAI_MODEL, else llmnotes-tiny)")
+    p.add_argument("--api-key", default=None, help="bearer token for --base-url (default: $OPENAI_API_KEY)")
+    p.add_argument("--sentences", type=int, default=3, help="sentences an offline answer quotes (default 3)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="answer length with --base-url")
+    p.add_argument("--max-prompt-tokens", type=int, default=4096,
+                   help="prompt budget with --base-url, counted with the package's tokenizer "
+                        "(default 4096: about 2000 tokens of a large model's vocabulary)")
     p.add_argument("--docs", default=None, help="index this docs folder instead of the "
                                                 "snapshot shipped in the package")
     p.add_argument("--no-generate", action="store_true", help="only retrieve and show sources")
@@ -298,34 +304,34 @@ def shipped_tokenizer():
     return BPETokenizer.from_pretrained(Path(__file__).parent / "assets" / "tokenizer")
 
 
+def remote_settings(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
+    """``(base_url, model, api_key)`` from the flags, else the ``openai`` client's variables."""
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    model = args.model or os.environ.get("OPENAI_MODEL") or "llmnotes-tiny"
+    return base_url, model, args.api_key or os.environ.get("OPENAI_API_KEY") or None
+
+
 def run_ask(args: argparse.Namespace) -> int:
-    if args.k <= 0:
-        raise ValueError(f"--k must be a positive int, got {args.k}")
+    for flag in ("k", "sentences", "max_new_tokens", "max_prompt_tokens"):
+        if getattr(args, flag) <= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive int, got {getattr(args, flag)}")
     if not args.question.strip():
         raise ValueError("the question is empty: llmnotes ask \"what is BM25?\"")
     chunks = load_site_chunks(args.docs)
     retriever = build_retriever(chunks, args.retriever)
-    budget, gen = args.max_prompt_tokens, None
-    if args.endpoint or args.no_generate:
-        tokenizer = shipped_tokenizer()
-        # Counted with the package's small-vocabulary tokenizer, which needs about twice as many
-        # tokens as a large model's for the same text: 4096 of ours is roughly 2000 of theirs.
-        budget = budget or (4096 if not args.no_generate else 10**9)
-        if not args.no_generate:
-            gen = lambda p: generate_endpoint(p, args.endpoint, args.model,  # noqa: E731
-                                              args.api_key, args.max_new_tokens)
-    else:
-        from llmnotes.pretrained import load_pretrained
-
-        model, tokenizer = load_pretrained("tiny")
-        budget = budget or model.config.block_size - args.max_new_tokens
-        gen = lambda p: generate_local(p, model, tokenizer, args.max_new_tokens)  # noqa: E731
-    result = ask(args.question, retriever, chunks, k=args.k, max_prompt_tokens=budget,
-                 count_tokens=token_counter(tokenizer), generate_fn=gen)
+    base_url, model, api_key = remote_settings(args)
+    gen = None
+    if base_url and not args.no_generate:
+        gen = lambda p: generate_endpoint(p, base_url, model, api_key, args.max_new_tokens)  # noqa: E731
+    result = ask(args.question, retriever, chunks, k=args.k, max_prompt_tokens=args.max_prompt_tokens,
+                 count_tokens=token_counter(shipped_tokenizer()), generate_fn=gen)
     if result.text is not None:
-        who = args.endpoint or "the shipped tiny model (not instruction-tuned: expect a " \
-                               "fluent guess, trust the sources)"
-        print(f"Answer from {who}:\n{result.text}\n")
+        print(f"Answer from {model} at {base_url}:\n{result.text}\n")
+    elif not args.no_generate:
+        quotes = extract_answer(args.question, result.prompt.sources, n=args.sentences,
+                                embed=default_embedder() if embeddings_available() else None)
+        print("Answer, quoted from the sources (offline; pass --base-url to have a model write one):")
+        print((format_quotes(quotes) or "(the retrieved sections hold no prose sentence)") + "\n")
     print("Sources:")
     for i, chunk in enumerate(result.prompt.sources, start=1):
         print(f"[{i}] {chunk.url}  ({chunk.label})")
