@@ -27,7 +27,10 @@ def in_docs_build() -> bool:
 def svg(fig: "matplotlib.figure.Figure", *, close: bool = True) -> str:
     """Render ``fig`` to an inline ``<svg>`` string for the page (a summary outside the build)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    # No date and a fixed id salt: the same figure gives the same bytes on every build, so a
+    # rebuilt (or exec-cached) page is byte-identical to the one it replaces.
+    with plt.rc_context({"svg.hashsalt": "llmnotes"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     if close:
         plt.close(fig)
     text = buf.getvalue()

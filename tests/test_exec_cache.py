@@ -268,3 +268,22 @@ def test_concurrent_workers_share_one_site_build(tmp_path):
     sites = {o[0].strip() for o in outs}
     assert sites == {str(cache / ("k" * 64))} and (cache / ("k" * 64) / "index.html").is_file()
     assert not [p for p in cache.iterdir() if ".building-" in p.name]  # built aside, renamed in
+
+
+def test_figures_render_to_the_same_bytes_every_time(monkeypatch):
+    # A fresh build must be reproducible for "cached == fresh" to mean anything: matplotlib's
+    # SVG otherwise embeds the date and random clip-path ids.
+    import matplotlib.pyplot as plt
+
+    from llmnotes import plotting
+
+    monkeypatch.setenv("LLMNOTES_DOCS_BUILD", "1")
+
+    def draw() -> str:
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.bar([0, 1], [1, 2])
+        return plotting.svg(fig)
+
+    first = draw()
+    assert "clip-path" in first and "<dc:date>" not in first
+    assert draw() == first
