@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from typing import Callable
 
 import torch
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 
 MAX_SPLIT_ROWS = 64  # above this many input rows a matrix-matrix product is compute-bound: use F.linear
 MIN_SPLIT_ELEMENTS = 2**18  # below 1 MiB of float32 a weight sits in cache and threads cost more than they save
-PATHS = ("plain", "column-major", "split-K")
+PATHS = ("plain", "column-major", "split-K", "onednn-packed")
 MARGIN = 0.05  # a candidate must beat the baseline by 5%: timing noise must not flip a layer's path
 
 
@@ -96,6 +97,56 @@ class SplitKLinear(nn.Linear):
                 and torch.get_num_threads() == self.shards and self.in_features % self.shards == 0):
             return split_k_linear(x, self.weight, self.bias, self.shards)
         return F.linear(x, self.weight, self.bias)
+
+
+# ---------------------------------------------------------------------------------------------
+# oneDNN's prepacked weights
+# ---------------------------------------------------------------------------------------------
+
+# layer -> ((data_ptr, version) of its weight, packed copy); weak keys, outside the module so
+# deepcopy and state_dict never see the opaque oneDNN tensor
+_ONEDNN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def onednn_pack(weight: torch.Tensor) -> torch.Tensor | None:
+    """``weight`` (out, in) reordered into oneDNN's blocked layout for few-row products, or
+    None where this PyTorch build or dtype has no such path."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return None
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 1)
+    except (RuntimeError, AttributeError):
+        return None
+
+
+def onednn_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` with a weight packed by :func:`onednn_pack` (no autograd)."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+class PackedLinear(nn.Linear):
+    """An ``nn.Linear`` that, for the few-row inputs of decoding with no gradient needed, uses a
+    oneDNN-prepacked copy of its weight (:func:`onednn_pack`). On the AMD EPYC measured it was
+    1.5x faster than any plain layout for GPT-2's bf16 output layer: oneDNN's default bf16
+    matrix-vector path reads the row-major weight slowly. The parameter itself is unchanged;
+    the copy is rebuilt when the weight changes. Everywhere else it is ``F.linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if (not grad and not torch.compiler.is_compiling() and x.device.type == "cpu"
+                and x.dtype == self.weight.dtype and x.numel() <= MAX_SPLIT_ROWS * self.in_features):
+            packed = self._packed()
+            if packed is not None:
+                return onednn_linear(x, packed, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
+    def _packed(self) -> torch.Tensor | None:
+        stamp = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
+        cached = _ONEDNN.get(self)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, onednn_pack(self.weight))
+            _ONEDNN[self] = cached
+        return cached[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +205,9 @@ def choose_path(weight: torch.Tensor) -> tuple[str, dict[str, float]]:
     candidates = {"plain": lambda: F.linear(x, row), "column-major": lambda: F.linear(x, col)}
     if shards > 1 and in_features % shards == 0:
         candidates["split-K"] = lambda: split_k_linear(x, col, None, shards)
+    packed = onednn_pack(row)
+    if packed is not None:
+        candidates["onednn-packed"] = lambda: onednn_linear(x, packed, None)
     with torch.no_grad():
         return pick_fastest(_path_key(weight), candidates, baseline="plain")
 
@@ -164,7 +218,7 @@ def decode_plan(model: nn.Module) -> list[dict]:
     ``ms`` (median milliseconds per candidate for one matrix-vector product)."""
     plan: dict[tuple, dict] = {}
     for module in model.modules():
-        if type(module) not in (nn.Linear, SplitKLinear):
+        if type(module) not in LINEAR_CLASSES:
             continue
         key = (*_path_key(module.weight), torch.get_num_threads())
         if key not in _CHOICES:
@@ -178,15 +232,18 @@ def decode_plan(model: nn.Module) -> list[dict]:
 def _apply_path(module: nn.Linear, path: str) -> None:
     """Give ``module`` the weight layout and class of ``path``."""
     w = module.weight
-    if path == "plain":
+    if path in ("plain", "onednn-packed"):
         if not w.is_contiguous():
             w.data = w.data.contiguous()
-        module.__class__ = nn.Linear
+        module.__class__ = nn.Linear if path == "plain" else PackedLinear
         return
     if not column_major(w):
         w.data = w.data.t().contiguous().t()
     module.__class__ = SplitKLinear
     module.shards = torch.get_num_threads() if path == "split-K" else 1
+
+
+LINEAR_CLASSES = (nn.Linear, SplitKLinear, PackedLinear)
 
 
 @torch.no_grad()
@@ -199,7 +256,9 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
 
     * ``"plain"``: left as it is (row-major ``nn.Linear``);
     * ``"column-major"``: a :class:`SplitKLinear` with a column-major weight, no split;
-    * ``"split-K"``: the same, each matrix-vector product split across the threads.
+    * ``"split-K"``: the same, each matrix-vector product split across the threads;
+    * ``"onednn-packed"``: a :class:`PackedLinear` (row-major weight plus a oneDNN-packed copy
+      used for decoding; the copy costs the weight's memory once more).
 
     Weights too small to matter (below ``MIN_SPLIT_ELEMENTS``) stay plain without measuring.
     Passing a path name forces it for every layer. Tied weights stay tied (it is the same
@@ -209,7 +268,7 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
     if path != "auto" and path not in PATHS:
         raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
     for module in model.modules():
-        if type(module) not in (nn.Linear, SplitKLinear) or module.weight.device.type != "cpu":
+        if type(module) not in LINEAR_CLASSES or module.weight.device.type != "cpu":
             continue
         if not enable:
             _apply_path(module, "plain")

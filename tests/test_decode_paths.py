@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from llmnotes import GPT, GPTConfig, fast_linear
-from llmnotes.fast_linear import PATHS, SplitKLinear, decode_plan, pick_fastest, prepare_for_decode
+from llmnotes.fast_linear import (PATHS, PackedLinear, SplitKLinear, decode_plan, onednn_pack, pick_fastest,
+                                  prepare_for_decode)
 from llmnotes.sampling import generate
 
 
@@ -31,15 +32,21 @@ def tiny():
     return GPT(GPTConfig.from_preset("tiny")).eval()
 
 
+CLASS = {"plain": nn.Linear, "column-major": SplitKLinear, "split-K": SplitKLinear, "onednn-packed": PackedLinear}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("path", PATHS)
-def test_every_path_gives_the_plain_tokens(two_threads, fresh_cache, monkeypatch, path):
+def test_every_path_gives_the_plain_tokens(two_threads, fresh_cache, monkeypatch, path, dtype):
+    if path == "onednn-packed" and onednn_pack(torch.zeros(4, 4, dtype=dtype)) is None:
+        pytest.skip("no oneDNN linear in this PyTorch build")
     idx = torch.randint(0, 2048, (2, 6), generator=torch.Generator().manual_seed(0))
-    plain = generate(tiny(), idx, 24, temperature=0)
+    plain = generate(tiny().to(dtype), idx, 24, temperature=0)
     monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)  # measure even the tiny model's layers
     monkeypatch.setattr(fast_linear, "choose_path", lambda w: (path, {}))
-    model = prepare_for_decode(tiny())
+    model = prepare_for_decode(tiny().to(dtype))
     kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}
-    assert kinds == ({nn.Linear} if path == "plain" else {SplitKLinear})
+    assert kinds == {CLASS[path]}
     assert torch.equal(generate(model, idx, 24, temperature=0), plain)
 
 
@@ -49,7 +56,8 @@ def test_auto_measures_each_shape_once_and_reports_it(two_threads, fresh_cache, 
     plan = decode_plan(model)
     shapes = {tuple(m.weight.shape) for m in model.modules() if isinstance(m, nn.Linear)}
     assert {p["shape"] for p in plan} == shapes
-    assert all(p["path"] in PATHS and set(p["ms"]) == set(PATHS) for p in plan)
+    assert all(p["path"] in PATHS and {"plain", "column-major", "split-K"} <= set(p["ms"]) <= set(PATHS)
+               for p in plan)
     assert sum(p["layers"] for p in plan) == sum(isinstance(m, nn.Linear) for m in model.modules())
     n = len(fast_linear._CHOICES)
     prepare_for_decode(tiny())
@@ -85,3 +93,17 @@ def test_split_layers_fall_back_when_the_thread_count_changes(two_threads, monke
 def test_bad_path_is_rejected():
     with pytest.raises(ValueError, match="path must be"):
         prepare_for_decode(nn.Linear(4, 4), path="fastest")
+
+
+def test_packed_layer_repacks_after_an_update_and_trains_with_f_linear(fresh_cache):
+    if onednn_pack(torch.zeros(4, 4)) is None:
+        pytest.skip("no oneDNN linear in this PyTorch build")
+    torch.manual_seed(0)
+    layer = prepare_for_decode(nn.Linear(64, 48), path="onednn-packed")
+    x = torch.randn(2, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), x @ layer.weight.T + layer.bias)
+        layer.weight.mul_(2)  # e.g. an optimizer step
+        torch.testing.assert_close(layer(x), x @ layer.weight.T + layer.bias)
+    layer(x).sum().backward()  # gradients flow: the plain F.linear path
+    assert layer.weight.grad is not None
