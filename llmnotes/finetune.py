@@ -31,7 +31,7 @@ from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_i
                                     load_preferences)
 from llmnotes.instruct import (InstructionDataset, encode_example, evaluate_instructions, format_alpaca,  # noqa: F401
                                format_chat, format_prompt, respond, score_response, sft_loss)
-from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_state_dict, merge_lora,  # noqa: F401
+from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_state_dict, merge_lora, save_adapter,  # noqa: F401
                            trainable_parameters, unmerge_lora)
 from llmnotes.train import Trainer, TrainConfig
 from llmnotes.utils import atomic_path, atomic_write_text, autocast
@@ -339,11 +339,9 @@ def run_finetune(args) -> int:
               "before": before, "after": after}
     out = Path(args.out)
     atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
-    if args.lora and not args.qlora:
-        from safetensors.torch import save_file
-
-        with atomic_path(out / "adapter.safetensors") as tmp:
-            save_file({k: v.contiguous().cpu() for k, v in lora_state_dict(model).items()}, str(tmp))
+    if args.lora and not args.qlora and args.task != "classify":
+        # The adapter alone, in the PEFT layout: `load_pretrained(out / "adapter")` (or peft) applies it.
+        save_adapter(model, out / "adapter", base_model=str(args.model))
     if args.task != "classify" and not args.qlora:
         merged = merge_lora(model) if args.lora else model
         merged.save_pretrained(out / "model")

@@ -57,10 +57,17 @@ def few_shot_prompt(template: PromptTemplate, examples: Sequence[Mapping[str, st
     return separator.join([*shots, template.format(**{k: v for k, v in query.items() if k != answer_field})])
 
 
+SHIPPED_TASKS = ("feelings", "feelings_icl")
+
+
 def load_labelled(path: str | Path | None = None) -> list[dict[str, str]]:
-    """Rows of {"text", "label"}; default: the shipped feelings task (48 sentences, 4 labels)."""
-    if path is None:
-        text = resources.files("llmnotes").joinpath("assets/eval/feelings.jsonl").read_text(encoding="utf-8")
+    """Rows of {"text", "label"}: a JSON-lines file, or a shipped task by name -- ``"feelings"``
+    (the default: 48 sentences, 4 labels) or ``"feelings_icl"`` (48 event sentences for the
+    in-context-learning measurement of the Prompting page)."""
+    shipped = resources.files("llmnotes").joinpath("assets/eval")
+    name = "feelings" if path is None else str(path)
+    if name in SHIPPED_TASKS:
+        text = shipped.joinpath(f"{name}.jsonl").read_text(encoding="utf-8")
     else:
         text = Path(path).read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -7,7 +7,8 @@ each row carrying a ``split`` of ``"train"`` or ``"test"``:
                        feeling it shows: 0 happy, 1 sad, 2 scared, 3 angry (100 of each).
                        In a third of the snippets the reaction sentence is neutral, so the
                        feeling must be read from the event alone.
-``instruct.jsonl``     ``{"instruction", "input", "output", "kind", "split"}``, Alpaca-style
+``instruct.jsonl``     ``{"instruction", "input", "output", "kind", "split"}`` (2,100 rows, 60 of
+                       them held out: 10 per kind), Alpaca-style
                        (Taori et al., 2023): write a sentence, answer a question about a
                        context (what was found, where someone went, how they felt, who the
                        story is about), give a title. ``kind`` names the task for evaluation.
@@ -154,11 +155,18 @@ def instruct_item(rng: random.Random, kind: str) -> tuple[dict, str]:
 KINDS = ["sentence", "find", "where", "feel", "who", "title"]
 
 
-def instruct_rows(rng: random.Random, per_kind: int = 70, test_per_kind: int = 10):
+#: Rows per kind. Questions about a story get many rows: with few, a small model memorises the
+#: training answers (the names and objects it has seen) instead of learning to copy them from the
+#: input. "sentence" has only 10 adjectives x 12 animals = 120 distinct requests.
+PER_KIND = {"sentence": 100, "find": 400, "where": 400, "feel": 400, "who": 400, "title": 400}
+PREFERENCE_ROWS_PER_KIND = 70  # the first 70 of each kind give the DPO pairs (a quarter of them)
+
+
+def instruct_rows(rng: random.Random, per_kind: dict[str, int] = PER_KIND, test_per_kind: int = 10):
     rows, prefs, seen = [], [], set()
     for kind in KINDS:
         made = 0
-        while made < per_kind:
+        while made < per_kind[kind]:
             item, worse = instruct_item(rng, kind)
             key = (item["instruction"], item["input"])
             if key in seen:
@@ -166,7 +174,7 @@ def instruct_rows(rng: random.Random, per_kind: int = 70, test_per_kind: int = 1
             seen.add(key)
             split = "test" if made < test_per_kind else "train"
             rows.append({**item, "kind": kind, "split": split})
-            if made % 4 == 0:  # a quarter of them also become preference pairs
+            if made % 4 == 0 and made < PREFERENCE_ROWS_PER_KIND:  # a quarter become preference pairs
                 prefs.append({"prompt": item["instruction"], "input": item["input"], "chosen": item["output"],
                               "rejected": worse, "split": split})
             made += 1
