@@ -81,3 +81,12 @@ def test_adapter_errors_name_the_problem(adapted, tmp_path):
 def test_unknown_shipped_name_lists_the_shipped_models():
     with pytest.raises(ValueError, match="tiny-instruct"):
         load_pretrained("no-such-model")
+
+
+def test_shipped_instruct_model_answers_held_out_questions():
+    """tiny-instruct follows the Alpaca format and copies the found object from the input."""
+    from llmnotes.finetune import evaluate_instructions, load_instructions
+
+    model, tok = load_pretrained("tiny-instruct")
+    rows = [r for r in load_instructions("test") if r["kind"] == "find"]
+    assert evaluate_instructions(model, tok, rows)["score"] >= 0.8
