@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # pytest-markdown-docs imports tests without it
 from site_tools import DOCS, ROOT, check_doc_link, markdown_links  # noqa: E402
 
-PARTS = ["introduction", "math", "pytorch", "transformers", "pretraining", "generation",
+PARTS = ["introduction", "math", "pytorch", "classic", "transformers", "pretraining", "generation",
          "finetuning", "rag", "deployment"]
 CARD = re.compile(r'^\?\?\? question "(?P<q>[^"\n]+)"\n\n(?P<a>(?:(?: {4}.*)?\n)+)', re.M)
 
