@@ -68,7 +68,7 @@ def test_env_var_overrides_the_checkout_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("title, column, names", [
-    ("Decoding", "decoder", ["hf dynamic", "llmnotes", "llmnotes prepare_for_decode",
+    ("Decoding (`benchmarks/decode.py`): gpt2, tiny", "decoder", ["hf dynamic", "llmnotes", "llmnotes prepare_for_decode",
                              "llmnotes speculative", "llmnotes compile"]),
     ("GGUF export vs llama.cpp", "file", ["F32", "F16", "Q8_0", "Q4_0"]),
 ])
@@ -76,5 +76,5 @@ def test_the_sections_pages_quote_exist(title, column, names):
     rows = table(title)
     for name in names:
         row(rows, column, name)
-    assert command("Decoding") and command("Math chapter")
+    assert command("Decoding (`benchmarks/decode.py`): gpt2, tiny") and command("Math chapter")
     assert any("Value" in r["implementation"] for r in table("Math chapter", 1))
