@@ -324,7 +324,7 @@ def main() -> int:
     machine = qkernels.cpu_line().split(", ", 1)
     header = [f"Command: `{cmd}`. CPU: {machine[0]} ({machine[1].split('; ', 1)[1]}), no GPU; "
               f"torch {torch.__version__}; {date}. Random weights, batch 1, {args.prompt_tokens}-token prompt, "
-              f"greedy; median of {args.repeats} interleaved repeats.", ""] + [f"- {m}" for m in notes]
+              f"greedy; median of {args.repeats} interleaved repeats.", ""] + [f"- {m}" for m in notes] + ([""] if notes else [])
     print("\n".join(header + tables))
     if args.write:
         write_results(args, header + tables, {"command": cmd, "cpu": machine[0], "date": date,
