@@ -37,9 +37,6 @@ _MACHINE_NOTE = re.compile(r"load average|\bload \d+\s*[-–]\s*\d+|shared \d-co
 # Links to a part's landing page are fine when their label names the part itself.
 _PART_ALIASES = {"rag": {"retrieval-augmented generation", "retrieval augmented generation"},
                  "math": {"mathematics"}}
-# Pages another change is rewriting right now; they are checked once it lands. Keep these short.
-_PENDING_LINKS = {"generation/prompting.md"}        # its "[finetuned](../finetuning/index.md)"
-_PENDING_MACHINE = {"finetuning/instruction.md"}    # its "(shared 2-core CPU)" print
 
 
 def _pages(site: Path) -> list[Path]:
@@ -82,9 +79,6 @@ def test_every_exec_fence_prints():
 def test_no_page_shows_the_build_machine(site):
     found = []
     for page in _pages(site):
-        rel = page.relative_to(site).as_posix()
-        if rel.replace("/index.html", ".md") in _PENDING_MACHINE:
-            continue
         text = unescape(_TAG.sub("", _article(page)))
         for pattern in (_MACHINE_PATH, _MACHINE_NOTE):
             for m in pattern.finditer(text):
@@ -117,7 +111,7 @@ def test_topic_links_land_on_the_topic_not_a_landing_page(site):
     for page in _pages(site):
         rel = page.relative_to(site).as_posix()
         src = rel[:-len("/index.html")] + ".md" if rel.endswith("/index.html") else rel
-        if src in _PENDING_LINKS or rel == "index.html":
+        if rel == "index.html":
             continue
         for href, label in _ANCHOR.findall(_article(page)):
             url = urlsplit(href)
