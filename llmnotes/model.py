@@ -509,8 +509,10 @@ class GPT(nn.Module):
         return KVCache(c.n_layer, batch_size, c.kv_heads, max_len, c.head_dim, self.device, dtype, fixed_shape)
 
     def prepare_for_decode(self, enable: bool = True) -> "GPT":
-        """Make CPU decoding faster, in place: column-major linear weights, each matrix-vector
-        product split across the CPU's threads (:mod:`llmnotes.fast_linear` explains both).
+        """Make CPU decoding faster, in place: each linear layer gets the layout measured fastest
+        for its shape on this machine -- plain, column-major, split across threads, or a
+        oneDNN-packed copy -- and stays plain where nothing beats it
+        (:func:`llmnotes.fast_linear.prepare_for_decode` explains the paths).
 
         Same parameters, values, shapes and state dict; outputs equal to float rounding.
         Call it once after loading a model you will generate with; ``enable=False`` undoes it.
