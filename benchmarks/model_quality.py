@@ -13,10 +13,13 @@ proxy for coherent stories.
    mix), up to 160 new tokens or the next end-of-text. A sample is *coherent* when
    - its first sentence introduces a protagonist by name ("... a girl named Lily ...");
    - that name appears again after the first sentence (the story stays with its hero);
-   - every other character name in it is introduced before it is used ("named X" or "friend
-     X"): no one appears from nowhere;
    - every word is a word of the corpus (its generator's templates and lists): no invented
      words like "pretges".
+   That is the issue's proxy (``coherent_fraction``). A stricter one (``strict_fraction``) also
+   asks that every other character name be introduced before it is used ("named X" or "friend
+   X"): no one appears from nowhere. The corpus itself breaks that rule now and then (a story
+   may mention "Stripes's bracelet" without introducing Stripes), so it is reported beside, not
+   as, the target.
    Names are the generator's lists of children's and animals' names. This does not measure
    plot or style; it catches the two failures a small model shows first (losing track of who
    the story is about, and spelling non-words out of sub-word pieces).
@@ -76,24 +79,25 @@ def val_cross_entropy(model, ids: list[int]) -> float:
     return losses / n
 
 
-def is_coherent(story: str, words: set[str], names: set[str]) -> tuple[bool, str]:
-    """The proxy of the module docstring; returns (verdict, reason)."""
+def is_coherent(story: str, words: set[str], names: set[str], strict: bool = False) -> tuple[bool, str]:
+    """The proxy of the module docstring (``strict`` adds the introductions rule); returns
+    (verdict, reason)."""
     first, _, rest = story.partition(". ")
     hero = re.search(r"named (\w+)", first)
     if not hero or hero.group(1) not in names:
         return False, "no named protagonist in the first sentence"
     if not re.search(rf"\b{hero.group(1)}\b", rest):
         return False, f"{hero.group(1)} is not mentioned after the first sentence"
-    introduced = {hero.group(1)}
-    for m in re.finditer(r"(named |friend )?\b([A-Z][a-z]+)\b", story):
-        name = m.group(2)
-        if name in names and name not in introduced:
-            if not m.group(1):
-                return False, f"{name} appears without being introduced"
-            introduced.add(name)
     unknown = [w for w in WORD.findall(story) if w not in words]
     if unknown:
         return False, f"non-corpus words {unknown[:3]}"
+    introduced = {hero.group(1)}
+    for m in re.finditer(r"(named |friend )?\b([A-Z][a-z]+)\b", story):
+        name = m.group(2)
+        if strict and name in names and name not in introduced:
+            if not m.group(1):
+                return False, f"{name} appears without being introduced"
+            introduced.add(name)
     return True, "ok"
 
 
@@ -125,10 +129,12 @@ def evaluate(model_name: str = "tiny", n_samples: int = 50) -> dict:
     words, names = corpus_words_and_names()
     stories = sample_stories(model, tok, n_samples)
     verdicts = [is_coherent(s, words, names) for s in stories]
+    strict = [is_coherent(s, words, names, strict=True)[0] for s in stories]
     return {"model": model_name, "val_cross_entropy": ce, "val_perplexity": math.exp(ce),
             "unigram_cross_entropy": uni, "unigram_perplexity": math.exp(uni),
             "samples": n_samples, "temperature": 0.8,
             "coherent_fraction": sum(v for v, _ in verdicts) / n_samples,
+            "strict_fraction": sum(strict) / n_samples,
             "failures": Counter(r.split(" ")[0] if r.startswith("non") else re.sub(r"^\w+ ", "NAME ", r)
                                 for v, r in verdicts if not v).most_common(),
             "example": next((s for s, (v, _) in zip(stories, verdicts) if v), stories[0]),
@@ -145,7 +151,8 @@ def main() -> None:
     r = evaluate(args.model, args.samples)
     print(f"val perplexity {r['val_perplexity']:.2f} (cross-entropy {r['val_cross_entropy']:.3f} nats); "
           f"unigram baseline {r['unigram_perplexity']:.1f} ({r['unigram_cross_entropy']:.3f} nats)")
-    print(f"coherent samples: {r['coherent_fraction']:.0%} of {r['samples']} at T=0.8; failures {r['failures']}")
+    print(f"coherent samples: {r['coherent_fraction']:.0%} of {r['samples']} at T=0.8 (strict: "
+          f"{r['strict_fraction']:.0%}); failures {r['failures']}")
     if args.write:
         OUT.parent.mkdir(exist_ok=True)
         OUT.write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")
