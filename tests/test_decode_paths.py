@@ -14,13 +14,6 @@ from llmnotes.fast_linear import (PATHS, PackedLinear, SplitKLinear, decode_plan
 from llmnotes.sampling import generate
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def fresh_cache(monkeypatch):

@@ -12,14 +12,6 @@ from llmnotes.fast_linear import SplitKLinear, column_major, prepare_for_decode,
 from llmnotes.sampling import generate
 
 
-@pytest.fixture
-def two_threads():
-    """The split path runs only with more than one thread (xdist workers default to one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
 
 def make(preset: str, seed: int = 0) -> GPT:
     torch.manual_seed(seed)
