@@ -43,7 +43,7 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
 
     Args:
         name: a shipped name -- ``"tiny"`` (the base model) or ``"tiny-instruct"`` (its
-            instruction-tuned LoRA adapter) -- or the path of a model directory (``config.json``,
+            instruction-tuned version) -- or the path of a model directory (``config.json``,
             ``model.safetensors``, ``vocab.json``, ``merges.txt``) or of a PEFT LoRA adapter
             directory (``adapter_config.json`` naming its base model), which is applied to its
             base and merged.
