@@ -61,7 +61,7 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
     from llmnotes.tokenizer import BPETokenizer
 
     path = pretrained_dir(name)
-    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+    if _is_adapter_dir(path):
         return _load_with_adapter(path, device)
     model = GPT.from_pretrained(path, device=device).float().eval()
     tokenizer = BPETokenizer.from_pretrained(path)
@@ -69,6 +69,11 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
                          f"{model.config.vocab_size}; they were not trained together")
     return model, tokenizer
+
+
+def _is_adapter_dir(path: Path) -> bool:
+    """A PEFT adapter directory (adapter config, no full model config of its own)."""
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
 
 
 def _load_with_adapter(path: Path, device):
@@ -79,7 +84,7 @@ def _load_with_adapter(path: Path, device):
     if base not in SHIPPED and not Path(base).is_absolute() and (path / base).is_dir():
         base = str(path / base)  # a base given relative to the adapter directory
     base_dir = pretrained_dir(base)
-    if (base_dir / "adapter_config.json").is_file() and not (base_dir / "config.json").is_file():
+    if _is_adapter_dir(base_dir):
         raise ValueError(f"{path}: its base {base!r} is itself an adapter; point it at a full model")
     model, tokenizer = load_pretrained(base, device)
     return load_adapter(model, path, merge=True).eval(), tokenizer

@@ -93,7 +93,7 @@ def feeling_sentence(r: random.Random, feeling: str) -> str:
 def words_record(r: random.Random, story: str, names: list[str]) -> str:
     """``Words: ...`` (three words the story uses) then the story."""
     words = [w for w in dict.fromkeys(names) if w in story][:1]
-    pool = [w for w in OBJECTS + PLACES + [f for f in FEELINGS] if f" {w}" in story and w not in words]
+    pool = [w for w in OBJECTS + PLACES + FEELINGS if f" {w}" in story and w not in words]
     words += r.sample(pool, min(len(pool), 3 - len(words)))
     r.shuffle(words)
     return f"Words: {', '.join(words)}\nStory: {story}"
