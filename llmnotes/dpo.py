@@ -129,16 +129,26 @@ class DPOLoss:
 
 
 @torch.no_grad()
-def preference_margin(model, dataset: PreferenceDataset, batch_size: int = 32) -> float:
-    """Mean ``log π(chosen) - log π(rejected)`` over a dataset: rises as DPO trains."""
+def pair_margins(model, dataset: PreferenceDataset, batch_size: int = 32) -> torch.Tensor:
+    """``log π(chosen) - log π(rejected)`` for every pair of a dataset, shape (len(dataset),)."""
     was_training = model.training
     model.eval()
-    total, n = 0.0, 0
     device = next(model.parameters()).device
+    margins = []
     for i in range(0, len(dataset), batch_size):
         x, y = dataset.x[i:i + batch_size].to(device), dataset.y[i:i + batch_size].to(device)
         c, r = pair_logprobs(model, x, y)
-        total += (c - r).sum().item()
-        n += len(c)
+        margins.append((c - r).float().cpu())
     model.train(was_training)
-    return total / n
+    return torch.cat(margins)
+
+
+def preference_margin(model, dataset: PreferenceDataset, batch_size: int = 32) -> float:
+    """Mean ``log π(chosen) - log π(rejected)`` over a dataset: rises as DPO trains."""
+    return pair_margins(model, dataset, batch_size).mean().item()
+
+
+def preference_accuracy(model, dataset: PreferenceDataset, batch_size: int = 32) -> float:
+    """The preferred-response rate: the fraction of pairs whose chosen completion the model finds
+    more likely than the rejected one (``log π(chosen) > log π(rejected)``)."""
+    return (pair_margins(model, dataset, batch_size) > 0).float().mean().item()

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmnotes.dpo import DPOLoss, PreferenceDataset, dpo_loss, preference_margin, sequence_logprob  # noqa: F401
+from llmnotes.dpo import (DPOLoss, PreferenceDataset, dpo_loss, preference_accuracy, preference_margin,  # noqa: F401
+                          sequence_logprob)
 from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_instructions,  # noqa: F401
                                     load_preferences)
 from llmnotes.instruct import (InstructionDataset, encode_example, evaluate_instructions, format_alpaca,  # noqa: F401
@@ -47,7 +48,7 @@ __all__ = [
     "LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "disable_lora", "lora_state_dict",
     "trainable_parameters",
     # preferences
-    "dpo_loss", "sequence_logprob", "DPOLoss", "PreferenceDataset", "preference_margin", "load_preferences",
+    "dpo_loss", "sequence_logprob", "DPOLoss", "PreferenceDataset", "preference_margin", "preference_accuracy", "load_preferences",
     # training and the command line
     "FinetuneTrainer", "TrainConfig", "build_task", "add_finetune_arguments", "run_finetune",
 ]
@@ -291,7 +292,8 @@ def build_task(task: str, model: nn.Module, tokenizer, data: str | None = None, 
     if task == "dpo":
         train = PreferenceDataset(load_preferences("train", data), tokenizer, style, max_len)
         test = PreferenceDataset(load_preferences("test", data), tokenizer, style, max_len)
-        return model, train, test, DPOLoss(reference, beta), lambda m: {"margin": preference_margin(m, test)}
+        return model, train, test, DPOLoss(reference, beta), lambda m: {"margin": preference_margin(m, test),
+                                                                     "preferred": preference_accuracy(m, test)}
     raise ValueError(f"task must be 'classify', 'instruct' or 'dpo', got {task!r}")
 
 

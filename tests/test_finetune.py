@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmnotes.dpo import DPOLoss, PreferenceDataset, dpo_loss, preference_margin, sequence_logprob
+from llmnotes.dpo import (DPOLoss, PreferenceDataset, dpo_loss, pair_margins, preference_accuracy, preference_margin,
+                          sequence_logprob)
 from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassifier, accuracy,
                                classification_loss, confusion_matrix, freeze, predict)
 from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_instructions, load_preferences,
@@ -326,6 +327,22 @@ def test_dpo_with_lora_reference_raises_the_margin(tok):
     assert preference_margin(model, data) > before + 1.0
     with pytest.raises(ValueError, match="LoRA adapters"):
         DPOLoss()(nano(), x, y)
+
+
+def test_preference_accuracy_counts_pairs_whose_chosen_answer_is_more_likely(tok):
+    model = nano().eval()
+    rows = load_preferences("train")[:6]
+    data = PreferenceDataset(rows, tok, style="chat")
+    by_hand = []
+    for row in rows:  # score each pair with sequence_logprob, one completion at a time
+        prompt = tok.encode(format_prompt(row["prompt"], row.get("input", ""), "chat"))
+        chosen = sequence_logprob(model, prompt, tok.encode(" " + row["chosen"]) + [tok.eot_id]).item()
+        rejected = sequence_logprob(model, prompt, tok.encode(" " + row["rejected"]) + [tok.eot_id]).item()
+        by_hand.append(chosen - rejected)
+    margins = pair_margins(model, data, batch_size=4)
+    assert margins.tolist() == pytest.approx(by_hand, abs=1e-4)
+    assert preference_accuracy(model, data) == pytest.approx(sum(m > 0 for m in by_hand) / len(rows))
+    assert preference_margin(model, data) == pytest.approx(sum(by_hand) / len(rows), abs=1e-4)
 
 
 # ---- datasets ----------------------------------------------------------------------------
