@@ -9,13 +9,14 @@ what those examples buy on a labelled task by scoring each label as a continuati
 from __future__ import annotations
 
 import json
+import random
 import string
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from llmnotes.evaluate import MCItem, multiple_choice_accuracy
+from llmnotes.evaluate import MCItem, choice_logprobs, multiple_choice_accuracy
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,14 @@ def few_shot_prompt(template: PromptTemplate, examples: Sequence[Mapping[str, st
     return separator.join([*shots, template.format(**{k: v for k, v in query.items() if k != answer_field})])
 
 
-SHIPPED_TASKS = ("feelings", "feelings_icl")
+SHIPPED_TASKS = ("feelings", "feelings_icl", "word_types")
 
 
 def load_labelled(path: str | Path | None = None) -> list[dict[str, str]]:
     """Rows of {"text", "label"}: a JSON-lines file, or a shipped task by name -- ``"feelings"``
-    (the default: 48 sentences, 4 labels) or ``"feelings_icl"`` (48 event sentences for the
-    in-context-learning measurement of the Prompting page)."""
+    (the default: 48 sentences, 4 labels), ``"feelings_icl"`` (48 event sentences for the
+    in-context-learning measurement of the Prompting page) or ``"word_types"`` (48 words: animal,
+    food or toy, for the in-context lookup measurement)."""
     shipped = resources.files("llmnotes").joinpath("assets/eval")
     name = "feelings" if path is None else str(path)
     if name in SHIPPED_TASKS:
@@ -96,6 +98,56 @@ def accuracy_vs_shots(model, tokenizer, rows: Sequence[Mapping[str, str]], shots
         accs = [multiple_choice_accuracy(model, tokenizer, items, shots=k, seed=s) for s in (seeds if k else seeds[:1])]
         result[k] = sum(accs) / len(accs)
     return result
+
+
+ARBITRARY_LABELS = ("red", "blue", "green", "gold", "pink", "gray", "moon", "star", "tree", "cup", "sock")
+WORD_TEMPLATE = PromptTemplate("Word: {text}\nLabel:")
+
+
+def lookup_accuracy_vs_shots(model, tokenizer, rows: Sequence[Mapping[str, str]], shots: Sequence[int] = (0, 1, 2, 4, 8),
+                             pool_per_class: int = 2, trials: int = 60, template: PromptTemplate = WORD_TEMPLATE,
+                             labels: Sequence[str] = ARBITRARY_LABELS, seed: int = 0) -> dict[str, dict[int, float]]:
+    """In-context lookup: can the model read an arbitrary label off the examples in its prompt?
+
+    Each trial renames the classes of ``rows`` with random words from ``labels`` (a new mapping
+    per trial, so only the prompt can tell), picks ``pool_per_class`` items of each class, and
+    asks for the label of one pool item after k examples drawn from the same pool. The
+    examples of a smaller k are the first ones of a larger k, so the curves compare like with
+    like. Labels are scored as continuations, as in :func:`accuracy_vs_shots`.
+
+    Returns:
+        ``{"accuracy": {k: ...}, "query_in_prompt": {k: ...}}``: the second is the fraction of
+        trials whose query item is among the k examples (its label can be copied).
+    """
+    by_class: dict[str, list[str]] = {}
+    for r in rows:
+        by_class.setdefault(r["label"], []).append(r["text"])
+    if len(labels) < len(by_class):
+        raise ValueError(f"{len(by_class)} classes need at least as many label words, got {len(labels)}")
+    if any(len(items) < pool_per_class for items in by_class.values()) or pool_per_class < 1:
+        raise ValueError(f"pool_per_class must be between 1 and the smallest class size, got {pool_per_class}")
+    if min(shots) < 0:
+        raise ValueError(f"shots must be >= 0, got {list(shots)}")
+    rng = random.Random(seed)
+    hits = {k: 0 for k in shots}
+    seen = {k: 0 for k in shots}
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(trials):
+            names = dict(zip(by_class, rng.sample(list(labels), len(by_class))))
+            pool = [(item, names[c]) for c, items in by_class.items() for item in rng.sample(items, pool_per_class)]
+            query = rng.choice(pool)
+            examples = [{"text": t, "label": " " + lab} for t, lab in (rng.choice(pool) for _ in range(max(shots)))]
+            choices = [" " + lab for lab in names.values()]
+            for k in shots:
+                context = few_shot_prompt(template, examples[:k], {"text": query[0]}, answer_field="label")
+                scores = [lp for lp, _ in choice_logprobs(model, tokenizer, context, choices)]
+                hits[k] += choices[scores.index(max(scores))] == " " + query[1]
+                seen[k] += any(ex["text"] == query[0] for ex in examples[:k])
+    finally:
+        model.train(was_training)
+    return {"accuracy": {k: hits[k] / trials for k in shots}, "query_in_prompt": {k: seen[k] / trials for k in shots}}
 
 
 def random_baseline(rows: Sequence[Mapping[str, str]]) -> float:

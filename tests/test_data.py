@@ -250,3 +250,33 @@ def test_fewshot_labels_are_consistent_within_a_record():
                 assert seen.setdefault(cls, label) == label
             mappings.add(tuple(sorted(seen.items())))
     assert len(mappings) > 10
+
+
+def test_lookup_records_repeat_items_under_one_arbitrary_mapping():
+    """A lookup list draws from a small pool, so items come back (their label can be copied),
+    one label per class within a list, and the mapping changes between lists."""
+    import random
+
+    records = _load_corpus_script("records")
+    rng = random.Random(2)
+    repeats, mappings = 0, set()
+    for _ in range(200):
+        rows = [r.split("\n") for r in records.lookup_record(rng).split("\n\n")]
+        assert 5 <= len(rows) <= 12 and all(len(r) == 2 and r[1].startswith("Label: ") for r in rows)
+        items = [item for item, _ in rows]
+        repeats += len(items) > len(set(items))
+        labels = {}
+        for item, label in rows:
+            assert labels.setdefault(item, label) == label  # one item, one label
+            assert label[len("Label: "):] in records.ARBITRARY_LABELS
+        mappings.add(tuple(sorted(labels.items())))
+    assert repeats > 150 and len(mappings) == 200
+
+
+def test_lookup_flag_adds_lookup_records(tmp_path):
+    script = corpus_path("train").parent / "generate.py"
+    subprocess.run([sys.executable, str(script), "--mix", "--n-stories", "100", "--lookup", "0.5", "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    counts = json.loads((tmp_path / "counts.json").read_text(encoding="utf-8"))
+    assert counts["lookup"] == 50 and counts["story"] + counts["words"] == 100
+    assert "\nLabel: " in (tmp_path / "train.txt").read_text(encoding="utf-8")

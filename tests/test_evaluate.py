@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from llmnotes import GPT, GPTConfig
 from llmnotes.evaluate import (MCItem, choice_logprobs, few_shot_context, load_mc_items,
                                multiple_choice_accuracy, perplexity, token_nll)
-from llmnotes.prompting import PromptTemplate, accuracy_vs_shots, few_shot_prompt, load_labelled
+from llmnotes.prompting import (PromptTemplate, accuracy_vs_shots, few_shot_prompt, load_labelled,
+                                 lookup_accuracy_vs_shots)
 from llmnotes.tokenizer import load_tokenizer
 
 
@@ -121,3 +122,44 @@ def test_prompt_template_checks_fields():
         t.format(text="x", label="y")
     p = few_shot_prompt(t, [{"text": "I won.", "label": " proud"}], {"text": "I lost."}, answer_field="label")
     assert p == "Sentence: I won.\nFeeling: proud\n\nSentence: I lost.\nFeeling:"
+
+
+class LookupOracle(torch.nn.Module):
+    """A stand-in model that does in-context lookup perfectly: at the last position it puts all
+    its probability on the label last shown for the query word, and is uniform otherwise."""
+
+    def __init__(self, tok):
+        super().__init__()
+        self.tok, self.config = tok, GPTConfig.from_preset("tiny")
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        ids = x[0].tolist()
+        logits = torch.zeros(1, len(ids), 2048)
+        n_tail = next(j for j in range(len(ids)) if self.tok.decode(ids[:len(ids) - j]).endswith("Label:"))
+        text = self.tok.decode(ids[:len(ids) - n_tail])  # the prompt; the rest is a label being scored
+        query = text.rsplit("Word: ", 1)[-1].split("\n")[0]
+        shown = [b.split("\nLabel:") for b in text.split("\n\n")[:-1]]
+        labels = [b[1] for b in shown if len(b) == 2 and b[0] == f"Word: {query}"]
+        if labels:  # predict the label's tokens one after another, from where the prompt ends
+            for i, token in enumerate(self.tok.encode(labels[-1])[:n_tail + 1]):
+                logits[0, len(ids) - 1 - n_tail + i, token] = 100.0
+        return logits
+
+
+def test_lookup_accuracy_reads_labels_off_the_prompt(tok):
+    rows = load_labelled("word_types")
+    assert len(rows) == 48 and {r["label"] for r in rows} == {"animal", "food", "toy"}
+    result = lookup_accuracy_vs_shots(LookupOracle(tok), tok, rows, shots=(0, 1, 4, 8), trials=30)
+    seen, acc = result["query_in_prompt"], result["accuracy"]
+    assert seen[0] == 0 and seen[1] <= seen[4] <= seen[8] and seen[8] > 0.5  # nested examples
+    # the oracle is right whenever the query is in the prompt; otherwise ties go to the first choice
+    assert all(acc[k] >= seen[k] for k in seen) and acc[8] > acc[0]
+    assert result == lookup_accuracy_vs_shots(LookupOracle(tok), tok, rows, shots=(0, 1, 4, 8), trials=30)
+
+
+@pytest.mark.parametrize("kwargs,msg", [(dict(pool_per_class=0), "pool_per_class"), (dict(pool_per_class=17), "pool_per_class"),
+                                        (dict(labels=("a", "b")), "label words"), (dict(shots=(-1, 2)), "shots")])
+def test_lookup_bad_arguments(model, tok, kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        lookup_accuracy_vs_shots(model, tok, load_labelled("word_types"), trials=1, **kwargs)

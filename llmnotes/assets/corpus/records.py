@@ -16,6 +16,12 @@ that sits between ``<|endoftext|>`` lines like a story:
               the only way to predict a label is to read the examples -- in-context learning,
               which the Prompting page measures (Wei et al., 2023, arXiv:2303.03846, use such
               semantically unrelated labels for the same reason).
+``lookup``    few-shot lists with arbitrary labels over a *small pool* of items (two or three
+              per class), so an item and its classmates come back within one list: the label
+              of a repeated item can be looked up in the context. In-context *lookup* is what a
+              model this small learns first (induction heads, Olsson et al., 2022,
+              arXiv:2209.11895); mapping a *new* item to its class's label is harder. Only the
+              last pretraining stage adds these (``generate.py --lookup``).
 ``story``     a plain story (the rest of the mix).
 
 Answers are short spans on purpose: the instruction-tuning data (``assets/finetune``) asks for
@@ -141,15 +147,31 @@ def fewshot_record(r: random.Random) -> str:
     return "\n\n".join(rows)
 
 
+def lookup_record(r: random.Random) -> str:
+    """5 to 12 examples with arbitrary labels, drawn from a pool of 2 or 3 items per class."""
+    if r.random() < 0.5:
+        classes, field = r.sample(FEELINGS, r.randint(2, 4)), "Sentence"
+        pool = {c: [feeling_sentence(r, c) for _ in range(r.randint(2, 3))] for c in classes}
+    else:
+        classes, field = list(ANIMAL_TASK), "Word"
+        pool = {c: r.sample(ANIMAL_TASK[c], r.randint(2, 3)) for c in classes}
+    names = dict(zip(classes, r.sample(ARBITRARY_LABELS, len(classes))))
+    rows = []
+    for _ in range(r.randint(5, 12)):
+        c = r.choice(classes)
+        rows.append(f"{field}: {r.choice(pool[c])}\nLabel: {names[c]}")
+    return "\n\n".join(rows)
+
+
 def mix_records(stories: list[str], seed: int,
                 fractions: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """``(kind, text)`` for every story (as itself or as a ``words`` record) plus the extra
-    ``qa`` and ``fewshot`` records, shuffled with ``seed``.
+    ``qa``, ``fewshot`` (and ``lookup``) records, shuffled with ``seed``.
 
     ``fractions`` gives, per extra kind, how many records to add per story, and for ``words``
     the share of stories that get a ``Words:`` header.
     """
-    fr = {"words": 0.15, "qa": 0.5, "fewshot": 0.4, **(fractions or {})}
+    fr = {"words": 0.15, "qa": 0.5, "fewshot": 0.4, "lookup": 0.0, **(fractions or {})}
     r = random.Random(seed)
     out = []
     for story in stories:
@@ -160,5 +182,6 @@ def mix_records(stories: list[str], seed: int,
     n = len(stories)
     out += [("qa", qa_record(r)) for _ in range(round(n * fr["qa"]))]
     out += [("fewshot", fewshot_record(r)) for _ in range(round(n * fr["fewshot"]))]
+    out += [("lookup", lookup_record(r)) for _ in range(round(n * fr["lookup"]))]
     r.shuffle(out)
     return out
