@@ -61,14 +61,14 @@ def load_tokens(split: str = "train", tokenizer=None) -> np.ndarray:
         if split not in _TOKEN_CACHE:
             from llmnotes.tokenizer import load_tokenizer
 
-            arr = _to_uint16(load_tokenizer().encode(load_corpus(split), allowed_special="all"))
+            arr = to_uint16(load_tokenizer().encode(load_corpus(split), allowed_special="all"))
             arr.setflags(write=False)
             _TOKEN_CACHE[split] = arr
         return _TOKEN_CACHE[split]
-    return _to_uint16(tokenizer.encode(load_corpus(split), allowed_special="all"))
+    return to_uint16(tokenizer.encode(load_corpus(split), allowed_special="all"))
 
 
-def _to_uint16(ids) -> np.ndarray:
+def to_uint16(ids) -> np.ndarray:
     arr = np.asarray(ids.tolist() if isinstance(ids, torch.Tensor) else ids, dtype=np.int64)
     if arr.ndim != 1:
         raise ValueError(f"ids must be one-dimensional, got shape {tuple(arr.shape)}")
@@ -86,7 +86,7 @@ def write_token_file(path: str | os.PathLike, ids: Sequence[int] | np.ndarray | 
     Raises:
         ValueError: if an id is negative or >= 65,536.
     """
-    arr = _to_uint16(ids).astype("<u2", copy=False)
+    arr = to_uint16(ids).astype("<u2", copy=False)
     path = Path(path)
     with atomic_path(path) as tmp:
         arr.tofile(tmp)

@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from llmnotes.finetune_data import PairDataset
 from llmnotes.instruct import IGNORE_INDEX, encode_example, format_prompt, pad_right, response_text, trim_padding
 
 
@@ -63,7 +64,7 @@ def sequence_logprob(model, prompt_ids: Sequence[int] | torch.Tensor,
     return token_logprobs(model, x[None], y[None])[0]
 
 
-class PreferenceDataset(torch.utils.data.Dataset):
+class PreferenceDataset(PairDataset):
     """Each item: ``x`` (2, L) = [chosen, rejected] ids and ``y`` (2, L) completion-only targets."""
 
     def __init__(self, rows: Sequence[dict], tokenizer, style: str = "alpaca", max_len: int | None = None) -> None:
@@ -76,14 +77,8 @@ class PreferenceDataset(torch.utils.data.Dataset):
                 x, y = encode_example(tokenizer, prompt, response_text(answer, style), max_len)
                 xs.append(x)
                 ys.append(y)
-        self.x = pad_right(xs, tokenizer.eot_id).view(len(rows), 2, -1)
-        self.y = pad_right(ys, IGNORE_INDEX).view(len(rows), 2, -1)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x[i], self.y[i]
+        super().__init__(pad_right(xs, tokenizer.eot_id).view(len(rows), 2, -1),
+                         pad_right(ys, IGNORE_INDEX).view(len(rows), 2, -1))
 
 
 def pair_logprobs(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -96,15 +96,30 @@ def token_nll(model: torch.nn.Module, ids: Sequence[int], block_size: int | None
     return nll
 
 
-def perplexity(model: torch.nn.Module, text_or_ids: str | Sequence[int], tokenizer=None,
+def perplexity(model: torch.nn.Module, text_or_ids: str | Sequence[int] | torch.Tensor, tokenizer=None,
                block_size: int | None = None, stride: int | None = None) -> float:
-    """exp(mean next-token cross-entropy) of a text (needs ``tokenizer``) or a list of token ids."""
+    """exp(mean next-token cross-entropy) of a text (needs ``tokenizer``) or of token ids.
+
+    The package's one model-level perplexity (``llmnotes.quantize.perplexity`` is this function).
+    Every token after the first is scored once, by :func:`token_nll`'s sliding window.
+
+    Args:
+        text_or_ids: a string, a sequence of ids or a 1-D ``LongTensor``.
+        block_size: window length in tokens, the scored token included (default: the model's
+            context, so each window feeds ``block_size - 1`` tokens, as Hugging Face's guide does).
+        stride: how far the window moves (default ``block_size``: windows that do not overlap).
+    """
     if isinstance(text_or_ids, str):
         if tokenizer is None:
             raise ValueError("perplexity of a string needs tokenizer=...; or pass token ids")
         if not text_or_ids:
             raise ValueError("cannot measure the perplexity of an empty text")
         ids = tokenizer.encode(text_or_ids, allowed_special="all")
+    elif isinstance(text_or_ids, torch.Tensor):
+        if text_or_ids.ndim != 1 or text_or_ids.is_floating_point() or text_or_ids.is_complex():
+            raise ValueError(f"token ids must be a 1-D integer tensor, got shape {tuple(text_or_ids.shape)} "
+                             f"of {text_or_ids.dtype}")
+        ids = text_or_ids.tolist()
     else:
         ids = list(text_or_ids)
     was_training = model.training

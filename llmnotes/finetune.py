@@ -28,14 +28,14 @@ import torch.nn.functional as F
 
 from llmnotes.dpo import (DPOLoss, PreferenceDataset, dpo_loss, preference_accuracy, preference_margin,  # noqa: F401
                           sequence_logprob)
-from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_instructions,  # noqa: F401
+from llmnotes.finetune_data import (CLASSIFY_LABELS, PairDataset, load_classification, load_instructions,  # noqa: F401
                                     load_preferences)
 from llmnotes.instruct import (InstructionDataset, encode_example, evaluate_instructions, format_alpaca,  # noqa: F401
                                format_chat, format_prompt, respond, score_response, sft_loss)
 from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_state_dict, merge_lora, save_adapter,  # noqa: F401
                            trainable_parameters, unmerge_lora)
 from llmnotes.train import Trainer, TrainConfig
-from llmnotes.utils import atomic_path, atomic_write_text, autocast
+from llmnotes.utils import atomic_write_text, autocast
 
 __all__ = [
     # classification
@@ -138,7 +138,7 @@ def freeze(model: nn.Module, policy: str = "all") -> nn.Module:
     return model
 
 
-class ClassificationDataset(torch.utils.data.Dataset):
+class ClassificationDataset(PairDataset):
     """Items ``x`` (L,) right-padded ids and ``y`` = ``[label, length]`` (2,), so batches stack."""
 
     def __init__(self, rows: Sequence[dict], tokenizer, max_len: int | None = None) -> None:
@@ -149,16 +149,10 @@ class ClassificationDataset(torch.utils.data.Dataset):
             ids = [s[-max_len:] for s in ids]  # keep the end: the last token does the classifying
         L = max(len(s) for s in ids)
         pad = getattr(tokenizer, "eot_id", None) or 0
-        self.x = torch.full((len(ids), L), pad, dtype=torch.long)
+        x = torch.full((len(ids), L), pad, dtype=torch.long)
         for i, s in enumerate(ids):
-            self.x[i, : len(s)] = torch.tensor(s)
-        self.y = torch.tensor([[r["label"], len(s)] for r, s in zip(rows, ids)], dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x[i], self.y[i]
+            x[i, : len(s)] = torch.tensor(s)
+        super().__init__(x, torch.tensor([[r["label"], len(s)] for r, s in zip(rows, ids)], dtype=torch.long))
 
 
 def _split_batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

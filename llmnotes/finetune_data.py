@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 FINETUNE_DIR = Path(__file__).parent / "assets" / "finetune"
 CLASSIFY_LABELS = ["happy", "sad", "scared", "angry"]
 
@@ -93,3 +95,19 @@ def load_instructions(split: str | None = None, path: str | os.PathLike | None =
 def load_preferences(split: str | None = None, path: str | os.PathLike | None = None) -> list[dict]:
     """Rows ``{"prompt", "input", "chosen", "rejected", "split"}``."""
     return read_jsonl(path or FINETUNE_DIR / "preferences.jsonl", SCHEMAS["preferences"], split)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Item ``i`` is ``(x[i], y[i])``: the base of the finetuning datasets, whose ``__init__``
+    encodes rows into two tensors of one first dimension (already padded so that batches stack)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"x and y must have as many items, got {len(x)} and {len(y)}")
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]

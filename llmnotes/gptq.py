@@ -261,7 +261,7 @@ def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], c
     live in numbered blocks) at the cost of O(blocks²) block evaluations; the paper's code
     instead stores every block's inputs and runs each block once.
     """
-    from llmnotes.quantize import _set_module
+    from llmnotes.utils import set_module
 
     groups: dict[str, list[tuple[str, nn.Linear]]] = {}
     for name, lin in layers:
@@ -300,6 +300,6 @@ def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], c
             codes, scale, zero = gptq_quantize_weight(lin.weight, H[name].to(lin.weight.device), bits,
                                                       group_size, symmetric, damp, block_size, act_order)
             gs = min(group_size, lin.in_features)
-            _set_module(model, name, QuantizedLinear.from_codes(codes, scale, None if symmetric else zero,
+            set_module(model, name, QuantizedLinear.from_codes(codes, scale, None if symmetric else zero,
                                                                 bits, gs, lin.bias))
     return model

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import torch
 
+from llmnotes.finetune_data import PairDataset
 from llmnotes.serve_protocol import ChatTemplate
 
 IGNORE_INDEX = -100
@@ -118,7 +119,7 @@ def pad_left(seqs: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, t
     return ids, mask
 
 
-class InstructionDataset(torch.utils.data.Dataset):
+class InstructionDataset(PairDataset):
     """``(x, y)`` pairs from instruction rows, right-padded to one length so they stack.
 
     Padding positions hold ``pad_id`` in ``x`` and ``-100`` in ``y``: they add nothing to the loss,
@@ -132,15 +133,8 @@ class InstructionDataset(torch.utils.data.Dataset):
             raise ValueError("rows is empty; load some with load_instructions()")
         pairs = [encode_example(tokenizer, format_prompt(r["instruction"], r.get("input", ""), style),
                                 response_text(r["output"], style), max_len) for r in rows]
-        pad = tokenizer.eot_id
-        self.x = pad_right([p[0] for p in pairs], pad)
-        self.y = pad_right([p[1] for p in pairs], IGNORE_INDEX)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x[i], self.y[i]
+        super().__init__(pad_right([p[0] for p in pairs], tokenizer.eot_id),
+                         pad_right([p[1] for p in pairs], IGNORE_INDEX))
 
 
 def trim_padding(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmnotes.utils import set_module
+
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")  # attention q|k|v and output, MLP in and out
 
 
@@ -132,11 +134,6 @@ def base_weight(layer: nn.Module) -> torch.Tensor:
     raise TypeError(f"cannot read a weight matrix from {type(layer).__name__}")
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
 def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     """Every ``LoRALinear`` in ``model`` with its qualified name."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
@@ -176,7 +173,7 @@ def apply_lora(model: nn.Module, r: int = 8, alpha: float = 16.0,
         for p in model.parameters():
             p.requires_grad_(False)
     for name, module in chosen:
-        _set_module(model, name, LoRALinear(module, r, alpha, dropout))
+        set_module(model, name, LoRALinear(module, r, alpha, dropout))
     return model
 
 
@@ -199,7 +196,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
             dense.weight.copy_(w)
             if bias is not None:
                 dense.bias.copy_(bias)
-        _set_module(model, name, dense)
+        set_module(model, name, dense)
     return model
 
 

@@ -29,6 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmnotes.evaluate import perplexity  # re-exported: the pages' `llmnotes.quantize.perplexity`
+from llmnotes.utils import set_module
+
 METHODS = ("int8", "int4", "nf4", "llm.int8", "gptq")
 KERNELS = ("auto", "fast", "reference")
 
@@ -651,11 +654,6 @@ def linear_layers(model: nn.Module, skip: Iterable[str] = ("lm_head",)) -> list[
             if isinstance(m, nn.Linear) and n not in skip and id(m.weight) not in tied]
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
 def _check_calibration(calibration, method: str) -> torch.Tensor:
     if calibration is None:
         raise ValueError(f"method {method!r} needs calibration=token ids (N, T) (LongTensor) to see "
@@ -747,7 +745,7 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
         stats = activation_absmax(model, layers, _check_calibration(calibration, method))
         for name, lin in layers:
             cols = torch.nonzero(stats[name] > threshold).flatten().tolist()
-            _set_module(model, name, LLMInt8Linear.from_linear(lin, cols))
+            set_module(model, name, LLMInt8Linear.from_linear(lin, cols))
         return model
     for name, lin in layers:
         if method == "int8":
@@ -756,7 +754,7 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
             new = QuantizedLinear.from_linear(lin, 4, group_size or 128, symmetric=bool(symmetric))
         else:  # nf4
             new = NF4Linear.from_linear(lin, group_size or 64, double_quant)
-        _set_module(model, name, new)
+        set_module(model, name, new)
     return model
 
 
@@ -769,9 +767,9 @@ def quantize_embeddings(model: nn.Module) -> nn.Module:
     new = {}
     for name, emb in embs:
         new[name] = QuantizedEmbedding.from_embedding(emb)
-        _set_module(model, name, new[name])
+        set_module(model, name, new[name])
     for name, lin in heads:
-        _set_module(model, name, new[tied[id(lin.weight)]].tied_head())
+        set_module(model, name, new[tied[id(lin.weight)]].tied_head())
     return model
 
 
@@ -801,28 +799,6 @@ def model_bytes(model: nn.Module) -> int:
 # ---------------------------------------------------------------------------------------------
 # 5. Quality vs size, and the command line
 # ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def perplexity(model: nn.Module, ids: torch.Tensor, context: int | None = None, batch_size: int = 8) -> float:
-    """exp(mean next-token cross-entropy) over ``ids`` (1-D), cut into non-overlapping windows
-    of ``context`` tokens (default: the model's block size). Every token after the first of a
-    window is predicted once."""
-    if not isinstance(ids, torch.Tensor) or ids.ndim != 1:
-        raise TypeError("ids must be a 1-D LongTensor of token ids")
-    context = context or model.config.block_size
-    n = (ids.numel() - 1) // context
-    if n < 1:
-        raise ValueError(f"need more than context={context} tokens, got {ids.numel()}")
-    device = next(model.parameters()).device
-    x = ids[: n * context].view(n, context)
-    y = ids[1: n * context + 1].view(n, context)
-    total, count = 0.0, 0
-    for i in range(0, n, batch_size):
-        logits = model(x[i:i + batch_size].to(device))
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y[i:i + batch_size].to(device).flatten(), reduction="sum")
-        total, count = total + loss.item(), count + y[i:i + batch_size].numel()
-    return math.exp(total / count)
 
 
 # name -> (method, kwargs) for quality_table; None is "no quantization" with a dtype
@@ -859,7 +835,7 @@ def quality_table(model: nn.Module, val_ids: torch.Tensor, calibration: torch.Te
             if method in ("llm.int8", "gptq"):
                 extra["calibration"] = calibration
             quantize_model(m, method, **{k: v for k, v in kw.items()}, **extra)
-        ppl = perplexity(m, val_ids, context)
+        ppl = perplexity(m, val_ids, block_size=context)
         base = ppl if name == "fp32" else base
         out.append({"name": name, "ppl": ppl, "bytes": model_bytes(m),
                     "delta": None if base is None else ppl / base - 1.0})

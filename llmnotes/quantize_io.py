@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from llmnotes.quantize import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear, _set_module
-from llmnotes.utils import atomic_path, atomic_write_text
+from llmnotes.quantize import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear
+from llmnotes.utils import atomic_path, atomic_write_text, set_module
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear, QuantizedEmbedding)}
 
@@ -67,11 +67,11 @@ def _skeleton(meta: dict, meta_path: Path):
         if not isinstance(spec.get("args"), dict):
             raise ValueError(f"{meta_path}: layer {name!r} needs an 'args' object")
         try:
-            _set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
+            set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
         except (TypeError, AttributeError) as err:  # wrong argument names, or no such submodule
             raise ValueError(f"{meta_path}: layer {name!r} cannot be built from {spec} ({err})") from None
     for name, table in heads.items():  # share the table's tensors again, as when saved
-        _set_module(model, name, model.get_submodule(table).tied_head())
+        set_module(model, name, model.get_submodule(table).tied_head())
     return model, heads
 
 

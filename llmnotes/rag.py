@@ -37,6 +37,9 @@ from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,  # 
                             reciprocal_rank_fusion)
 from llmnotes.extractive import extract_answer, format_quotes
 from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k  # noqa: F401
+# Retrieved text is untrusted: a page that contains ``<|endoftext|>`` (the tokenization page does)
+# must not become the real end-of-text token in a prompt, so it is encoded as plain text.
+from llmnotes.tokenizer import encode_text as encode_plain
 
 SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
 #: How the shipped snapshot is chunked (characters), and which pages it leaves out: the
@@ -97,18 +100,6 @@ def compare_retrievers(chunks: Sequence[Chunk] | None = None, questions=None,
 
 
 # --- prompt assembly ----------------------------------------------------------------------
-
-def encode_plain(tokenizer, text: str) -> list[int]:
-    """Encode ``text`` with special-token strings treated as plain text.
-
-    Retrieved text is untrusted: a page that contains ``<|endoftext|>`` (this site's
-    tokenization page does) must not become the real end-of-text token in the prompt.
-    """
-    try:
-        return tokenizer.encode(text, allowed_special="none")
-    except TypeError:  # a tokenizer without special-token handling
-        return tokenizer.encode(text)
-
 
 def token_counter(tokenizer) -> Callable[[str], int]:
     """``text -> number of tokens``, for :func:`build_prompt`'s budget (see :func:`encode_plain`)."""

@@ -434,15 +434,6 @@ def _load(model_dir: str | None, device):
     return model.to(device).eval().prepare_for_decode(), tokenizer
 
 
-def _eos_of(tokenizer) -> int | None:
-    for name in ("eos_id", "eot_id", "eos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int):
-            return value
-    special = getattr(tokenizer, "special_tokens", None) or {}
-    return special.get("<|endoftext|>") if isinstance(special, dict) else None
-
-
 def _check_sample_memory(model, num_samples: int) -> None:
     """Refuse a ``--num-samples`` whose KV cache and logits would not fit in memory."""
     from llmnotes.utils import check_memory
@@ -462,13 +453,15 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
     if args.max_new_tokens < 0:
         raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    from llmnotes.tokenizer import eos_id_of
+
     model, tokenizer = _load(args.model, args.device)
     _check_sample_memory(model, args.num_samples)
     generator = None
     if args.seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(args.seed)
     ids = tokenizer.encode(args.prompt) if args.prompt else []
-    eos = _eos_of(tokenizer)
+    eos = eos_id_of(tokenizer)
     if not ids:
         if eos is None:
             raise ValueError("--prompt is empty and the tokenizer has no end-of-text token to start from")

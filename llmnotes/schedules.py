@@ -74,7 +74,13 @@ class _Schedule:
         """
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=self.multiplier)
+        # The schedule itself is the lambda (not a bound method), so LambdaLR.state_dict() saves
+        # its fields and a resumed run restores them.
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=self)
+
+    def __call__(self, step: int) -> float:
+        """``multiplier(step)``: a schedule is the ``lr_lambda`` of its ``LambdaLR``."""
+        return self.multiplier(step)
 
     def curve(self, steps: int) -> list[float]:
         """``[lr_at(0), ..., lr_at(steps - 1)]``, for plotting."""
@@ -122,24 +128,34 @@ class WarmupCosine(_Schedule):
     stays at ``min_lr``). The warmup keeps Adam's first updates, made with noisy second-moment
     estimates, small; the cosine spends most steps at a high lr and anneals gently at the end.
 
+    With ``start_above_zero=True`` the warmup is shifted by one step, as in nanoGPT and
+    ``llmnotes.train.Trainer``: step 0 already has ``max_lr / W`` and step ``W - 1`` the peak, so
+    no optimizer step is spent at lr 0; the cosine is unchanged.
+
     Args:
         max_lr: peak learning rate (> 0).
         warmup_steps: steps of linear warmup (>= 0; 0 = start at the peak).
-        total_steps: step at which the decay reaches ``min_lr`` (> ``warmup_steps``).
+        total_steps: step at which the decay reaches ``min_lr`` (> ``warmup_steps``; with
+            ``start_above_zero``, >= ``warmup_steps``, the peak being reached a step earlier).
         min_lr: floor, in [0, max_lr]; GPT-3 and nanoGPT use max_lr / 10.
+        start_above_zero: the warmup's first step has ``max_lr / W`` instead of 0.
     """
 
     max_lr: float
     warmup_steps: int
     total_steps: int
     min_lr: float = 0.0
+    start_above_zero: bool = False
 
     def __post_init__(self):
         _positive("max_lr", self.max_lr)
         _positive("warmup_steps", self.warmup_steps, integer=True, allow_zero=True)
-        _positive("total_steps", self.total_steps, integer=True)
-        if self.total_steps <= self.warmup_steps:
-            raise ValueError(f"total_steps must be > warmup_steps, got total_steps={self.total_steps}, "
+        _positive("total_steps", self.total_steps, integer=True, allow_zero=self.start_above_zero)
+        if not isinstance(self.start_above_zero, bool):
+            raise TypeError(f"start_above_zero must be a bool, got {self.start_above_zero!r}")
+        if self.total_steps < self.warmup_steps or (self.total_steps == self.warmup_steps and not self.start_above_zero):
+            bound = ">=" if self.start_above_zero else ">"
+            raise ValueError(f"total_steps must be {bound} warmup_steps, got total_steps={self.total_steps}, "
                              f"warmup_steps={self.warmup_steps}; lengthen the run or shorten the warmup")
         _positive("min_lr", self.min_lr, allow_zero=True)
         if self.min_lr > self.max_lr:
@@ -152,7 +168,7 @@ class WarmupCosine(_Schedule):
     def lr_at(self, step: int) -> float:
         step = _check_step(step)
         if step < self.warmup_steps:
-            return self.max_lr * step / self.warmup_steps
+            return self.max_lr * (step + self.start_above_zero) / self.warmup_steps
         if step >= self.total_steps:
             return self.min_lr
         pct = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)

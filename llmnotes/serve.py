@@ -58,6 +58,7 @@ from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimite
 from llmnotes.serve_metrics import RequestRecord, ServeMetrics
 from llmnotes.serve_protocol import (APIError, GenerationRequest, ResponseWriter, SamplingParams,
                                      chat_template_for, parse_chat_request, parse_completion_request, sse)
+from llmnotes.tokenizer import encode_text, eos_id_of
 
 WEB_DIR = Path(__file__).parent / "assets" / "web"
 log = logging.getLogger("llmnotes.serve")
@@ -128,23 +129,6 @@ class ServeConfig:
             raise ValueError(f"response_cache_size must be an integer >= 0, got {self.response_cache_size!r}")
 
 
-def _eos_id(tokenizer: Any) -> int | None:
-    for name in ("eos_id", "eot_id", "eos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    special = getattr(tokenizer, "special_tokens", None)
-    return special.get("<|endoftext|>") if isinstance(special, dict) else None
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    """User text never becomes special tokens: ``"<|endoftext|>"`` typed by a user is plain text."""
-    try:
-        return list(tokenizer.encode(text, allowed_special="none"))
-    except TypeError:  # a tokenizer without special-token policies
-        return list(tokenizer.encode(text))
-
-
 def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                api_key: str | Sequence[str] | None = None,
                chat_template: Callable[[list[dict[str, str]]], str] | None = None,
@@ -184,7 +168,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
     chat_stop = list(chat_stop or [])
 
     model.eval()
-    engine = Engine(model, tokenizer, eos_id=_eos_id(tokenizer) if eos_id is None else eos_id,
+    engine = Engine(model, tokenizer, eos_id=eos_id_of(tokenizer) if eos_id is None else eos_id,
                     prefix_cache=cfg.prefix_cache)
     responses = ResponseCache(cfg.response_cache_size)
     admission = Admission(cfg.max_concurrent, cfg.max_queue)
@@ -298,10 +282,10 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
                 text = chat_template(req.messages)
             except ValueError as err:  # e.g. a role marker that would forge a turn
                 raise APIError(400, str(err), "invalid_request_error", "messages", "invalid_value") from None
-            ids = _encode(tokenizer, text)
+            ids = encode_text(tokenizer, text)  # user text: no special tokens
             req.params.stop = list(dict.fromkeys(req.params.stop + chat_stop))[:8]
         elif isinstance(req.prompt, str):
-            ids = _encode(tokenizer, req.prompt)
+            ids = encode_text(tokenizer, req.prompt)
         else:
             ids = list(req.prompt)
             bad = [t for t in ids if not 0 <= t < engine.vocab_size]

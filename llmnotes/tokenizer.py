@@ -500,3 +500,33 @@ def load_tokenizer(path: str | os.PathLike | None = None) -> BPETokenizer:
     The shipped tokenizer is loaded once and shared (tokenizers are not changed after creation).
     """
     return _shipped_tokenizer() if path is None else BPETokenizer.from_pretrained(path)
+
+
+def encode_text(tokenizer, text: str, allowed_special: str = "none") -> list[int]:
+    """Encode ``text`` with any tokenizer, choosing what special-token strings become.
+
+    ``allowed_special="none"`` (the default) keeps a ``"<|endoftext|>"`` inside ``text`` as plain
+    text: right for untrusted text (a user's prompt, a retrieved page). ``"all"`` makes it the
+    special id: right for a corpus whose documents it separates. A tokenizer without
+    special-token policies (no ``allowed_special`` argument) is called with the text alone.
+
+    Example:
+        >>> tok = load_tokenizer()
+        >>> len(encode_text(tok, "<|endoftext|>")) > 1, encode_text(tok, "<|endoftext|>", "all")
+        (True, [2047])
+    """
+    try:
+        return list(tokenizer.encode(text, allowed_special=allowed_special))
+    except TypeError:  # a tokenizer without special-token handling
+        return list(tokenizer.encode(text))
+
+
+def eos_id_of(tokenizer) -> int | None:
+    """The end-of-sequence id of any tokenizer: its ``eos_id``, ``eot_id`` or ``eos_token_id``
+    attribute (the first that is an int), else its ``<|endoftext|>`` special token, else ``None``."""
+    for name in ("eos_id", "eot_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    special = getattr(tokenizer, "special_tokens", None)
+    return special.get(ENDOFTEXT) if isinstance(special, dict) else None

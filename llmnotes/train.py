@@ -28,7 +28,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -170,25 +170,16 @@ def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, decay_steps: i
     >>> lr_at(0, 1.0, 0.1, 10, 100), lr_at(9, 1.0, 0.1, 10, 100), lr_at(100, 1.0, 0.1, 10, 100)
     (0.1, 1.0, 0.1)
     """
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if step >= decay_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)  # 0 → 1
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+    return _schedule(lr, min_lr, warmup_steps, decay_steps).lr_at(step)
 
 
-class WarmupCosine:
-    """``lr_at`` as a multiplier of the peak rate, for ``torch.optim.lr_scheduler.LambdaLR``.
+def _schedule(lr: float, min_lr: float, warmup_steps: int, decay_steps: int):
+    """The Trainer's schedule: ``llmnotes.schedules.WarmupCosine`` with nanoGPT's warmup (step 0
+    already above zero, the peak on step ``warmup_steps - 1``)."""
+    from llmnotes.schedules import WarmupCosine
 
-    A class rather than a lambda so that ``LambdaLR.state_dict()`` saves its fields.
-    """
-
-    def __init__(self, lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> None:
-        self.lr, self.min_lr, self.warmup_steps, self.decay_steps = lr, min_lr, warmup_steps, decay_steps
-
-    def __call__(self, step: int) -> float:
-        return lr_at(step, self.lr, self.min_lr, self.warmup_steps, self.decay_steps) / self.lr
+    return WarmupCosine(max_lr=lr, warmup_steps=warmup_steps, total_steps=decay_steps, min_lr=min_lr,
+                        start_above_zero=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,8 +394,8 @@ class Trainer:
             self.master = MasterWeights(self.raw_model)
         self.model = self._wrap(self.raw_model)
         self.optimizer = make_optimizer(self.model, config, device, self.master)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, WarmupCosine(config.lr, config.min_lr, config.warmup_steps, config.lr_decay_steps))
+        self.scheduler = _schedule(config.lr, config.min_lr, config.warmup_steps,
+                                   config.lr_decay_steps).lambda_lr(self.optimizer)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.dtype == "fp16")
         self.sampler = EpochSampler(len(self.train_data), config.seed)
         self.step = 0
@@ -719,19 +710,19 @@ def add_train_arguments(p) -> None:
 def _read_tokens(path: Path, tokenizer, cache_dir: Path | None):
     """A 1-D token array from a .bin (uint16 memmap) or a text file (encoded, then cached).
 
+    Token files go through :func:`llmnotes.data.read_token_file` and encoded ids through its
+    uint16 check, so an id that does not fit (a vocabulary of 65,536 or more) is a ``ValueError``
+    naming the fix, and the cache is written by :func:`llmnotes.data.write_token_file`.
     The cache file's name carries a hash of the text's bytes and of the tokenizer's files, so a
     changed corpus or a different ``--tokenizer`` never reuses ids encoded for another.
     """
-    import numpy as np
-
+    from llmnotes.data import read_token_file, to_uint16, write_token_file
     from llmnotes.load_checks import regular_file
+    from llmnotes.tokenizer import encode_text
 
     regular_file(path, "--data file")
     if path.suffix == ".bin":
-        if path.stat().st_size % 2:
-            raise ValueError(f"{path} has an odd number of bytes; a token file holds uint16 ids "
-                             "(write it with `llmnotes tokenize`)")
-        return np.memmap(path, dtype=np.uint16, mode="r")
+        return read_token_file(path)
     if tokenizer is None:
         raise ValueError(f"{path} is text but no tokenizer is available")
     raw = path.read_bytes()
@@ -740,17 +731,17 @@ def _read_tokens(path: Path, tokenizer, cache_dir: Path | None):
         cached, key = cache_dir / (path.stem + ".bin"), cache_key(raw, tokenizer)
         key_file = cached.with_suffix(".key")  # what the ids were encoded from, beside them
         if cached.is_file() and key_file.is_file() and key_file.read_text(encoding="utf-8").strip() == key:
-            return np.memmap(cached, dtype=np.uint16, mode="r")
+            return read_token_file(cached)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text ({err}); pass a UTF-8 .txt file or a .bin token file") from None
-    ids = np.asarray(encode_text(tokenizer, text), dtype=np.uint16)
+    ids = to_uint16(encode_text(tokenizer, text, allowed_special="all"))
     if cached is not None:
-        from llmnotes.utils import atomic_write_bytes, atomic_write_text
+        from llmnotes.utils import atomic_write_text
 
         key_file.unlink(missing_ok=True)  # no key names the ids while they are being replaced
-        atomic_write_bytes(cached, ids.tobytes())
+        write_token_file(cached, ids)
         atomic_write_text(key_file, key + "\n")
     return ids
 
@@ -765,14 +756,6 @@ def cache_key(data: bytes, tokenizer) -> str:
     h.update(repr((tokenizer.merges, sorted(tokenizer.encoder.items()), sorted(tokenizer.special_tokens.items()),
                    tokenizer.pattern)).encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:16]
-
-
-def encode_text(tokenizer, text: str) -> list[int]:
-    """Encode corpus text, letting its ``<|endoftext|>`` document separators be special tokens."""
-    try:
-        return tokenizer.encode(text, allowed_special="all")
-    except TypeError:  # a tokenizer without special-token handling
-        return tokenizer.encode(text)
 
 
 def _resolve_data(args, tokenizer, cache_dir: Path | None):

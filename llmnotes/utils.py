@@ -159,33 +159,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def compile_supported(device: torch.device | str | None = None) -> tuple[bool, str]:
-    """Whether ``torch.compile`` is expected to work here, and why not if it isn't.
+def set_module(model: torch.nn.Module, name: str, new: torch.nn.Module) -> None:
+    """Replace the submodule at dotted ``name`` (``"h.0.attn.c_attn"``) with ``new``, in place.
 
-    ``torch.compile`` needs a C++ compiler for its CPU backend and Triton for CUDA; Windows gained
-    support only in PyTorch 2.6 (with MSVC), and Python 3.13 only in 2.6 as well.
+    How quantization swaps ``nn.Linear`` for a quantized layer and LoRA wraps one.
     """
-    import platform
-    import shutil
-    import sys
-
-    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-    if platform.system() == "Windows" and version < (2, 6):
-        return False, f"torch.compile needs PyTorch >= 2.6 on Windows (found {torch.__version__})"
-    if sys.version_info >= (3, 13) and version < (2, 6):
-        return False, f"torch.compile needs PyTorch >= 2.6 on Python 3.13 (found {torch.__version__})"
-    device = torch.device(device) if device is not None else pick_device()
-    if device.type == "cpu" and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "cl")):
-        return False, "torch.compile's CPU backend needs a C/C++ compiler (none on PATH)"
-    return True, ""
-
-
-def maybe_compile(module: torch.nn.Module, device: torch.device | str | None = None, **kwargs):
-    """``torch.compile(module)`` where supported; otherwise warn once and return it unchanged."""
-    import warnings
-
-    ok, why = compile_supported(device)
-    if not ok:
-        warnings.warn(f"running eagerly: {why}", RuntimeWarning, stacklevel=2)
-        return module
-    return torch.compile(module, **kwargs)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)

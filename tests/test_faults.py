@@ -371,6 +371,31 @@ def test_atomic_path_refuses_special_files_and_inputs(tmp_path):
     assert (tmp_path / "ok.bin").read_bytes() == b"y"
 
 
+def test_ids_beyond_uint16_are_a_clear_error_not_an_overflow(tmp_path):
+    """A tokenizer with ids >= 65,536 cannot be cached in a uint16 token file: ValueError, with the fix."""
+    from llmnotes.train import _read_tokens
+
+    class Wide:  # a 100k-id vocabulary, like cl100k: every byte gets id 70,000 + byte
+        def encode(self, text, allowed_special="none"):
+            return [70_000 + b for b in text.encode("utf-8")]
+
+    data = tmp_path / "d.txt"
+    data.write_text("hello", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"token id 70\d{3} does not fit in uint16"):
+        _read_tokens(data, Wide(), None)
+
+
+def test_bin_token_files_go_through_read_token_file(tmp_path):
+    from llmnotes.data import write_token_file
+    from llmnotes.train import _read_tokens
+
+    write_token_file(tmp_path / "t.bin", [1, 2, 65_535])
+    assert _read_tokens(tmp_path / "t.bin", None, None).tolist() == [1, 2, 65_535]
+    (tmp_path / "odd.bin").write_bytes(b"abc")
+    with pytest.raises(ValueError, match="even number of bytes"):
+        _read_tokens(tmp_path / "odd.bin", None, None)
+
+
 def test_token_cache_is_keyed_on_tokenizer_and_content(tmp_path):
     import numpy as np
 

@@ -452,3 +452,15 @@ def test_memory_breakdown_counts_bytes():
     with torch.device("meta"):  # shapes only: GPT-2 small counted without allocating it
         big = GPT(GPTConfig.from_preset("gpt2"))
     assert memory_breakdown(big)["weights"] == 4 * 124_439_808
+
+
+def test_the_three_finetuning_datasets_share_one_pair_dataset():
+    from llmnotes.dpo import PreferenceDataset
+    from llmnotes.finetune import ClassificationDataset, InstructionDataset
+    from llmnotes.finetune_data import PairDataset
+
+    assert all(issubclass(c, PairDataset) for c in (ClassificationDataset, InstructionDataset, PreferenceDataset))
+    ds = PairDataset(torch.arange(6).view(3, 2), torch.arange(3))
+    assert len(ds) == 3 and [t.tolist() for t in ds[1]] == [[2, 3], 1]
+    with pytest.raises(ValueError, match="as many items, got 3 and 2"):
+        PairDataset(torch.zeros(3, 2), torch.zeros(2))

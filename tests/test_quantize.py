@@ -275,7 +275,15 @@ def test_perplexity_of_uniform_model_is_vocab_size():
             return torch.zeros(*x.shape, 512) + self.p
 
     ids = torch.randint(0, 512, (200,))
-    assert abs(perplexity(Uniform(), ids, context=16) - 512) < 1e-3
+    assert abs(perplexity(Uniform(), ids, block_size=16) - 512) < 1e-3
+
+
+def test_quantize_perplexity_is_the_evaluate_one():
+    from llmnotes import evaluate, quantize
+
+    assert quantize.perplexity is evaluate.perplexity  # one model-level perplexity
+    with pytest.raises(ValueError, match="1-D integer tensor"):
+        quantize.perplexity(nn.Linear(2, 2), torch.zeros(3, 4, dtype=torch.long))
 
 
 @pytest.mark.parametrize("method", METHODS)

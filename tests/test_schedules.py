@@ -145,3 +145,37 @@ def test_one_cycle_between_final_and_peak(total, pct, step):
     lr = s.lr_at(step)
     assert s.final_lr * (1 - 1e-9) <= lr <= 1.0 + 1e-12
     assert s.base_momentum - 1e-12 <= s.momentum_at(step) <= s.max_momentum + 1e-12
+
+
+def test_start_above_zero_is_the_trainers_warmup():
+    """One WarmupCosine: the Trainer's schedule (nanoGPT's warmup) is this class shifted by a step."""
+    from llmnotes.train import lr_at
+
+    s = WarmupCosine(max_lr=1.0, warmup_steps=10, total_steps=100, min_lr=0.1, start_above_zero=True)
+    assert s.lr_at(0) == pytest.approx(0.1) and s.lr_at(9) == 1.0  # peak on the last warmup step
+    assert [s.lr_at(i) for i in range(120)] == [lr_at(i, 1.0, 0.1, 10, 100) for i in range(120)]
+    plain = WarmupCosine(max_lr=1.0, warmup_steps=10, total_steps=100, min_lr=0.1)
+    assert [s.lr_at(i) for i in range(10, 120)] == [plain.lr_at(i) for i in range(10, 120)]  # same cosine
+    # a warmup as long as the decay is allowed only when the peak is reached on step W - 1
+    assert WarmupCosine(max_lr=1.0, warmup_steps=5, total_steps=5, start_above_zero=True).lr_at(5) == 0.0
+    with pytest.raises(ValueError, match="total_steps must be > warmup_steps"):
+        WarmupCosine(max_lr=1.0, warmup_steps=5, total_steps=5)
+
+
+def test_lambda_lr_state_dict_saves_and_restores_the_schedule():
+    s = WarmupCosine(max_lr=0.5, warmup_steps=3, total_steps=20, min_lr=0.05)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    sched = s.lambda_lr(opt)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    assert state["lr_lambdas"][0]["total_steps"] == 20  # the schedule's fields, not an empty dict
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    sched2 = WarmupCosine(max_lr=0.5, warmup_steps=3, total_steps=20, min_lr=0.05).lambda_lr(opt2)
+    sched2.load_state_dict(state)
+    opt2.step()
+    sched2.step()
+    opt.step()
+    sched.step()
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"] == pytest.approx(s.lr_at(8))

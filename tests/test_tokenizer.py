@@ -285,3 +285,27 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     with pytest.raises(ValueError, match="single-byte tokens|not in the vocab"):
         BPETokenizer.from_pretrained(tmp_path)
+
+
+def test_encode_text_and_eos_id_of_work_with_any_tokenizer():
+    from llmnotes.tokenizer import encode_text, eos_id_of, load_tokenizer
+
+    tok = load_tokenizer()
+    eot = tok.eot_id
+    assert eot not in encode_text(tok, "a <|endoftext|> b")  # untrusted text stays plain
+    assert eot in encode_text(tok, "a <|endoftext|> b", allowed_special="all")
+    assert eos_id_of(tok) == eot
+
+    class Plain:  # no special-token policy, an eos_token_id attribute (Hugging Face's name)
+        eos_token_id = 7
+
+        def encode(self, text):
+            return [ord(c) for c in text]
+
+    assert encode_text(Plain(), "ab") == [97, 98] and eos_id_of(Plain()) == 7
+
+    class Flag:
+        eos_id = True  # a bool is not an id
+        special_tokens = {"<|endoftext|>": 3}
+
+    assert eos_id_of(Flag()) == 3 and eos_id_of(object()) is None
