@@ -273,25 +273,10 @@ def test_lookup_records_repeat_items_under_one_arbitrary_mapping():
     assert repeats > 150 and len(mappings) == 200
 
 
-def test_repeat_records_say_the_same_words_twice():
-    import random
-
-    records = _load_corpus_script("records")
-    rng = random.Random(3)
-    lists = set()
-    for _ in range(100):
-        first, second = records.repeat_record(rng).split("\n")
-        words = first.removeprefix("Say these words: ")
-        assert second == "Say them again: " + words and 6 <= len(words.split()) <= 40  # "teddy bear" is two
-        lists.add(words)
-    assert len(lists) == 100
-
-
-def test_lookup_and_repeat_flags_add_their_records(tmp_path):
+def test_lookup_flag_adds_lookup_records(tmp_path):
     script = corpus_path("train").parent / "generate.py"
-    subprocess.run([sys.executable, str(script), "--mix", "--n-stories", "100", "--lookup", "0.5", "--repeat", "0.2",
-                    "--out", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), "--mix", "--n-stories", "100", "--lookup", "0.5", "--out", str(tmp_path)],
+                   check=True, capture_output=True)
     counts = json.loads((tmp_path / "counts.json").read_text(encoding="utf-8"))
-    assert counts["lookup"] == 50 and counts["repeat"] == 20 and counts["story"] + counts["words"] == 100
-    text = (tmp_path / "train.txt").read_text(encoding="utf-8") + (tmp_path / "val.txt").read_text(encoding="utf-8")
-    assert text.count("\nSay them again: ") == 20
+    assert counts["lookup"] == 50 and counts["story"] + counts["words"] == 100
+    assert "\nLabel: " in (tmp_path / "train.txt").read_text(encoding="utf-8")

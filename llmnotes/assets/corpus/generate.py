@@ -625,13 +625,13 @@ def split_records(records: list[str], val_fraction: float = 0.05, seed: int = 13
     return join(records[n_val:]), join(records[:n_val])
 
 
-def mixed_corpus(n_stories: int, seed: int = 1337, lookup: float = 0.0, repeat: float = 0.0) -> tuple[str, str, dict[str, int]]:
+def mixed_corpus(n_stories: int, seed: int = 1337, lookup: float = 0.0) -> tuple[str, str, dict[str, int]]:
     """The pretraining mix: ``n_stories`` stories plus instruction-style records (see
-    ``records.py``), split 95/5; ``lookup`` in-context lookup lists and ``repeat`` repeated word
-    lists per story (0: none, the mix of the first stages). Returns ``(train, val, counts per record kind)``."""
+    ``records.py``), split 95/5; ``lookup`` in-context lookup lists per story (0: none, the
+    mix of the first stages). Returns ``(train, val, counts per record kind)``."""
     from records import mix_records  # a sibling script, importable when this one runs
 
-    records = mix_records(generate(n_stories, seed), seed=seed + 2, fractions={"lookup": lookup, "repeat": repeat})
+    records = mix_records(generate(n_stories, seed), seed=seed + 2, fractions={"lookup": lookup})
     counts: dict[str, int] = {}
     for kind, _ in records:
         counts[kind] = counts.get(kind, 0) + 1
@@ -648,12 +648,10 @@ def main() -> None:
                              "pretraining mix of the shipped models; write it to a cache folder")
     parser.add_argument("--lookup", type=float, default=0.0, metavar="F",
                         help="with --mix: add F in-context lookup lists per story (records.py)")
-    parser.add_argument("--repeat", type=float, default=0.0, metavar="F",
-                        help="with --mix: add F repeated word lists per story (records.py)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
     if args.mix:
-        train, val, counts = mixed_corpus(args.n_stories, args.seed, args.lookup, args.repeat)
+        train, val, counts = mixed_corpus(args.n_stories, args.seed, args.lookup)
         args.out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(args.out / "counts.json", (json.dumps(counts, indent=1) + "\n").encode())
     else:

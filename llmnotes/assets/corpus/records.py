@@ -21,11 +21,7 @@ that sits between ``<|endoftext|>`` lines like a story:
               of a repeated item can be looked up in the context. In-context *lookup* is what a
               model this small learns first (induction heads, Olsson et al., 2022,
               arXiv:2209.11895); mapping a *new* item to its class's label is harder. Only the
-              last pretraining stage adds these (``generate.py --lookup``).
-``repeat``    a list of random corpus words, then the same list again. The second half can only
-              be predicted by copying from the first: the cleanest signal for the induction
-              heads that in-context lookup is built from (Olsson et al., 2022). Also added only
-              by the last stage (``generate.py --repeat``).
+              fifth pretraining stage adds these (``generate.py --lookup``).
 ``story``     a plain story (the rest of the mix).
 
 Answers are short spans on purpose: the instruction-tuning data (``assets/finetune``) asks for
@@ -167,22 +163,15 @@ def lookup_record(r: random.Random) -> str:
     return "\n\n".join(rows)
 
 
-def repeat_record(r: random.Random) -> str:
-    """6 to 20 random words (no punctuation between them), then the same words again."""
-    pool = OBJECTS + PLACES + ARBITRARY_LABELS + [w for ws in ANIMAL_TASK.values() for w in ws] + NAMES["he"] + NAMES["she"]
-    words = " ".join(r.choice(pool) for _ in range(r.randint(6, 20)))
-    return f"Say these words: {words}\nSay them again: {words}"
-
-
 def mix_records(stories: list[str], seed: int,
                 fractions: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """``(kind, text)`` for every story (as itself or as a ``words`` record) plus the extra
-    ``qa``, ``fewshot`` (and ``lookup``, ``repeat``) records, shuffled with ``seed``.
+    ``qa``, ``fewshot`` (and ``lookup``) records, shuffled with ``seed``.
 
     ``fractions`` gives, per extra kind, how many records to add per story, and for ``words``
     the share of stories that get a ``Words:`` header.
     """
-    fr = {"words": 0.15, "qa": 0.5, "fewshot": 0.4, "lookup": 0.0, "repeat": 0.0, **(fractions or {})}
+    fr = {"words": 0.15, "qa": 0.5, "fewshot": 0.4, "lookup": 0.0, **(fractions or {})}
     r = random.Random(seed)
     out = []
     for story in stories:
@@ -194,6 +183,5 @@ def mix_records(stories: list[str], seed: int,
     out += [("qa", qa_record(r)) for _ in range(round(n * fr["qa"]))]
     out += [("fewshot", fewshot_record(r)) for _ in range(round(n * fr["fewshot"]))]
     out += [("lookup", lookup_record(r)) for _ in range(round(n * fr["lookup"]))]
-    out += [("repeat", repeat_record(r)) for _ in range(round(n * fr["repeat"]))]
     r.shuffle(out)
     return out
