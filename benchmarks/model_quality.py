@@ -24,6 +24,11 @@ proxy for coherent stories.
    plot or style; it catches the two failures a small model shows first (losing track of who
    the story is about, and spelling non-words out of sub-word pieces).
 
+3. **In-context learning**, as the Prompting page measures it: accuracy at 0/1/2/4/8 shots on
+   word lookup with arbitrary labels (``lookup_accuracy_vs_shots``, 60 trials) and on the
+   feelings sentences with arbitrary labels (``accuracy_vs_shots``, three draws). Chance is
+   33% and 25%.
+
 ``--write`` stores the numbers in ``benchmarks/results/model_quality.json``, which pages read.
 """
 
@@ -119,6 +124,18 @@ def sample_stories(model, tokenizer, n: int, temperature: float = 0.8, max_new_t
     return stories
 
 
+def in_context(model, tokenizer) -> dict:
+    from llmnotes.prompting import PromptTemplate, accuracy_vs_shots, load_labelled, lookup_accuracy_vs_shots
+
+    shots = (0, 1, 2, 4, 8)
+    lookup = lookup_accuracy_vs_shots(model, tokenizer, load_labelled("word_types"), shots, pool_per_class=2, trials=60)
+    rename = {"happy": "blue", "sad": "star", "scared": "cup", "angry": "moon"}
+    renamed = [{"text": r["text"], "label": rename[r["label"]]} for r in load_labelled("feelings_icl")]
+    feelings = accuracy_vs_shots(model, tokenizer, renamed, shots, PromptTemplate("Sentence: {text}\nLabel:"))
+    return {"word_lookup": lookup["accuracy"], "query_in_prompt": lookup["query_in_prompt"],
+            "feelings_arbitrary": feelings}
+
+
 def evaluate(model_name: str = "tiny", n_samples: int = 50) -> dict:
     from llmnotes import load_pretrained
     from llmnotes.data import load_tokens
@@ -139,6 +156,7 @@ def evaluate(model_name: str = "tiny", n_samples: int = 50) -> dict:
             "failures": Counter(r.split(" ")[0] if r.startswith("non") else re.sub(r"^\w+ ", "NAME ", r)
                                 for v, r in verdicts if not v).most_common(),
             "example": next((s for s, (v, _) in zip(stories, verdicts) if v), stories[0]),
+            "in_context": in_context(model, tok),
             "date": datetime.date.today().isoformat(), "torch": torch.__version__,
             "python": platform.python_version()}
 
@@ -154,6 +172,9 @@ def main() -> None:
           f"unigram baseline {r['unigram_perplexity']:.1f} ({r['unigram_cross_entropy']:.3f} nats)")
     print(f"coherent samples: {r['coherent_fraction']:.0%} of {r['samples']} at T=0.8 (strict: "
           f"{r['strict_fraction']:.0%}); failures {r['failures']}")
+    for task, acc in r["in_context"].items():
+        what = "share of prompts holding the query word" if task == "query_in_prompt" else "accuracy"
+        print(f"{task}, {what} at 0/1/2/4/8 shots: " + ", ".join(f"{v:.0%}" for v in acc.values()))
     if args.write:
         OUT.parent.mkdir(exist_ok=True)
         OUT.write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")

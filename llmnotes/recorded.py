@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,21 @@ def results_path() -> Path:
         raise FileNotFoundError(f"no recorded results at {path}: run from a checkout of the "
                                 f"repository or set {RESULTS_ENV} to a RESULTS.md")
     return path
+
+
+def finetune_run(name: str) -> dict:
+    """A recorded ``llmnotes finetune`` run: ``benchmarks/finetune_runs/<name>.json`` beside the
+    results file (its command, steps, seconds, and the held-out scores before and after).
+
+    Raises:
+        FileNotFoundError: no such run is recorded; the message lists the recorded ones.
+    """
+    folder = results_path().parent / "finetune_runs"
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        raise FileNotFoundError(f"no recorded finetune run {name!r} in {folder}; recorded: {known}")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def section(title: str, text: str | None = None) -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmnotes import GPT, GPTConfig, load_pretrained
-from llmnotes.lora import apply_lora, load_adapter, lora_layers, save_adapter
+from llmnotes.lora import apply_lora, load_adapter, lora_layers, read_adapter_config, save_adapter
 from llmnotes.tokenizer import load_tokenizer
 
 
@@ -90,3 +90,19 @@ def test_shipped_instruct_model_answers_held_out_questions():
     model, tok = load_pretrained("tiny-instruct")
     rows = [r for r in load_instructions("test") if r["kind"] == "find"]
     assert evaluate_instructions(model, tok, rows)["score"] >= 0.8
+
+
+def test_shipped_instruct_model_is_a_lora_adapter_on_tiny():
+    """tiny-instruct ships as a PEFT adapter (a few hundred KB) that names tiny as its base;
+    loading it equals applying the adapter to tiny by hand."""
+    from llmnotes.pretrained import pretrained_dir
+
+    path = pretrained_dir("tiny-instruct")
+    config = read_adapter_config(path)
+    assert config["base_model_name_or_path"] == "tiny" and config["r"] == 8
+    assert not (path / "model.safetensors").exists() and (path / "adapter_model.safetensors").stat().st_size < 1_000_000
+    shipped, tok = load_pretrained("tiny-instruct")
+    by_hand = load_adapter(load_pretrained("tiny")[0], path)
+    x = torch.tensor([tok.encode("Who is the story about?")])
+    with torch.no_grad():
+        torch.testing.assert_close(shipped(x), by_hand(x))

@@ -78,3 +78,12 @@ def test_the_sections_pages_quote_exist(title, column, names):
         row(rows, column, name)
     assert command("Decoding (`benchmarks/decode.py`): gpt2, tiny") and command("Math chapter")
     assert any("Value" in r["implementation"] for r in table("Math chapter", 1))
+
+
+def test_finetune_run_reads_a_recorded_run_and_names_the_known_ones():
+    from llmnotes.recorded import finetune_run
+
+    run = finetune_run("instruct")
+    assert run["command"].startswith("llmnotes finetune --task instruct") and 0 <= run["after"]["score"] <= 1
+    with pytest.raises(FileNotFoundError, match="instruct_lora"):
+        finetune_run("no-such-run")
