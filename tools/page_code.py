@@ -10,7 +10,6 @@ admonitions, so code indented under ``!!! note`` or ``=== "Tab"`` is included to
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -95,18 +94,14 @@ def to_script(blocks: list[Block], src_path: str, page_url: str) -> str:
 
 def to_notebook(blocks: list[Block], title: str, page_url: str, markdown: str | None = None,
                 link_base: tuple[str, str] | None = None) -> str:
-    """The page as a Jupyter notebook (nbformat 4): the prose between the code blocks as
-    Markdown cells (when ``markdown`` is given; ``link_base=(src_path, site_url)`` makes their
-    relative links absolute) and one code cell per block."""
+    """The page as a Jupyter notebook (nbformat 4, written with ``nbformat``): the prose between
+    the code blocks as Markdown cells (when ``markdown`` is given; ``link_base=(src_path,
+    site_url)`` makes their relative links absolute) and one code cell per block, no outputs."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    def lines(text: str) -> list[str]:
-        parts = text.rstrip("\n").split("\n")
-        return [p + "\n" for p in parts[:-1]] + parts[-1:]
-
-    def md_cell(text: str) -> dict:
-        if link_base:
-            text = absolutize_links(text, *link_base)
-        return {"cell_type": "markdown", "metadata": {}, "source": lines(text)}
+    def md_cell(text: str):
+        return new_markdown_cell(absolutize_links(text, *link_base) if link_base else text)
 
     src = markdown.split("\n") if markdown is not None else None
     cells = [md_cell(f"*The code of the llmnotes page `{page_url}`, with its text.*")]
@@ -121,14 +116,12 @@ def to_notebook(blocks: list[Block], title: str, page_url: str, markdown: str | 
             prev = b.end
         code = b.code if not b.notest else "".join(
             "# " + ln + "\n" for ln in b.code.rstrip("\n").split("\n"))
-        cells.append({"cell_type": "code", "execution_count": None, "metadata": {},
-                      "outputs": [], "source": lines(code)})
+        cells.append(new_code_cell(code.rstrip("\n")))
     if src is not None:
         tail = "\n".join(src[prev:]).strip()
         if tail:
             cells.append(md_cell(tail))
-    nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                                      "name": "python3"},
-                                       "language_info": {"name": "python"}},
-          "nbformat": 4, "nbformat_minor": 4}
-    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                           "name": "python3"},
+                                             "language_info": {"name": "python"}})
+    return nbformat.writes(nb) + "\n"
