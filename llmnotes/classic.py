@@ -5,7 +5,8 @@ implements it (scikit-learn's ``CountVectorizer``/``TfidfVectorizer``, NLTK's Po
 The site's "Before transformers" part runs them on the shipped corpus.
 
 Smallest pieces first: :func:`words` (tokenize) -> :class:`BagOfWords` (count) -> :func:`tfidf`
-(weight) -> :func:`porter_stem` (normalise) -> :class:`NGramLM` (predict the next word).
+(weight) -> :func:`porter_stem` (normalise) -> :class:`NGramLM` (predict the next word), and
+:func:`pca` (look at vectors in two dimensions; tested against scikit-learn's ``PCA``).
 """
 
 from __future__ import annotations
@@ -287,3 +288,41 @@ def sentences(text: str) -> list[list[str]]:
     """The corpus as sentences of lower-cased words (split at . ! ? and story boundaries)."""
     parts = re.split(r"[.!?]+|<\|endoftext\|>", text)
     return [ws for ws in (words(p, pattern=r"[a-z]+(?:'[a-z]+)?") for p in parts) if ws]
+
+
+# ---------------------------------------------------------------------------------------- PCA
+
+
+def pca(x, k: int):
+    """Principal component analysis by the SVD of the centred data, as scikit-learn's ``PCA``.
+
+    With ``x - mean = U S Vt``, the rows of ``Vt`` are the principal directions (the variance along
+    the i-th is ``S[i]**2 / (n - 1)``) and ``(x - mean) @ Vt[:k].T`` are the coordinates in them.
+    The sign of a singular vector is arbitrary; as scikit-learn does, each direction is flipped so
+    that its largest-magnitude entry is positive, so the two give the same numbers (tested).
+
+    Args:
+        x: ``(n, d)`` data, one row per point (a tensor or anything ``torch.as_tensor`` takes).
+        k: how many components to keep, ``1 <= k <= min(n, d)``.
+
+    Returns:
+        ``(scores, components, explained_variance_ratio)``: tensors of shapes ``(n, k)``,
+        ``(k, d)`` and ``(k,)``, in ``x``'s floating dtype (float64 for non-float input).
+    """
+    import torch  # the rest of this module needs only numpy
+
+    x = torch.as_tensor(x)
+    if not x.is_floating_point():
+        x = x.double()
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n points, d features), got shape {tuple(x.shape)}")
+    n, d = x.shape
+    if not isinstance(k, int) or not 1 <= k <= min(n, d):
+        raise ValueError(f"k must be an int in 1..min(n, d) = 1..{min(n, d)}, got {k!r}")
+    centred = x - x.mean(dim=0)
+    _, s, vt = torch.linalg.svd(centred, full_matrices=False)  # s: (min(n, d),), vt: (min(n, d), d)
+    biggest = vt.abs().argmax(dim=1)
+    signs = torch.sign(vt[torch.arange(vt.shape[0]), biggest])
+    vt = vt * signs[:, None]
+    variance = s**2
+    return centred @ vt[:k].T, vt[:k], variance[:k] / variance.sum()

@@ -103,3 +103,40 @@ def test_validation_names_the_argument():
 def test_sentences_split_the_corpus():
     s = sentences("Tom ran. Mia sat!<|endoftext|>The end? Yes")
     assert s == [["tom", "ran"], ["mia", "sat"], ["the", "end"], ["yes"]]
+
+
+# ------------------------------------------------------------------------------------------ pca
+
+
+@pytest.mark.parametrize("shape,k", [((30, 7), 3), ((5, 12), 4), ((40, 2), 1)])
+def test_pca_equals_sklearn(shape, k):
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    from llmnotes.classic import pca
+
+    x = np.random.default_rng(0).normal(size=shape) * np.arange(1, shape[1] + 1)  # unequal variances
+    ref = decomposition.PCA(n_components=k, svd_solver="full").fit(x)
+    scores, components, ratio = pca(x, k)
+    np.testing.assert_allclose(components.numpy(), ref.components_, atol=1e-10)
+    np.testing.assert_allclose(scores.numpy(), ref.transform(x), atol=1e-10)
+    np.testing.assert_allclose(ratio.numpy(), ref.explained_variance_ratio_, atol=1e-12)
+
+
+def test_pca_on_a_tensor_keeps_dtype_and_finds_the_line():
+    import torch
+
+    from llmnotes.classic import pca
+
+    t = torch.linspace(-1, 1, 50)
+    x = torch.stack([3 * t, -3 * t, torch.zeros_like(t)], dim=1).float()  # every point on one line
+    scores, components, ratio = pca(x, 2)
+    assert scores.dtype == torch.float32 and scores.shape == (50, 2)
+    torch.testing.assert_close(ratio, torch.tensor([1.0, 0.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(components[0].abs(), torch.tensor([1.0, 1.0, 0.0]) / 2**0.5)
+
+
+@pytest.mark.parametrize("x,k", [(np.zeros((4, 3)), 0), (np.zeros((4, 3)), 4), (np.zeros(5), 1)])
+def test_pca_rejects_bad_input(x, k):
+    from llmnotes.classic import pca
+
+    with pytest.raises(ValueError, match="k must be|2-D"):
+        pca(x, k)
