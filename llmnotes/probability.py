@@ -3,6 +3,8 @@
 A language model outputs one *logit* per vocabulary entry; ``softmax`` turns them into a
 probability distribution, ``cross_entropy`` scores how much probability the model gave the
 token that actually came next, and ``perplexity`` is ``exp`` of the mean cross-entropy.
+``standard_error`` and ``wilson_interval`` say how far an accuracy measured on ``n`` test items
+can be from the true one.
 
 All functions work on the last axis, so they take one distribution ``(V,)`` or a batch
 ``(..., V)`` alike. ``tests/test_probability.py`` checks them against ``torch.nn.functional``.
@@ -154,3 +156,51 @@ def sample_categorical(probs, num_samples: int, rng: np.random.Generator | int |
     # side="right": u equal to a boundary belongs to the next segment, so a zero-probability
     # id (an empty segment) can never be chosen
     return np.searchsorted(cdf, u, side="right")
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics of a measured proportion (an accuracy on n test items)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_counts(successes, n) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes!r}")
+
+
+def standard_error(successes: int, n: int) -> float:
+    """Standard error of the proportion ``successes / n`` of ``n`` independent items.
+
+    Each item is right with some probability ``p``; the measured accuracy is a mean of ``n``
+    independent 0/1 outcomes, so its variance is ``p (1 - p) / n``. The standard error plugs in
+    the measured ``p_hat``: ``sqrt(p_hat (1 - p_hat) / n)``.
+
+    >>> round(standard_error(90, 100), 4)
+    0.03
+    """
+    _check_counts(successes, n)
+    p = successes / n
+    return float(np.sqrt(p * (1 - p) / n))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (Wilson, 1927); ``z = 1.96`` gives about 95%.
+
+    Unlike ``p_hat ± z * standard_error`` it stays inside ``[0, 1]`` and does not shrink to a
+    single point when every item (or none) is right, which matters for small test sets and
+    accuracies near 0 or 1.
+
+    >>> [round(x, 3) for x in wilson_interval(57, 60)]
+    [0.863, 0.983]
+    >>> [round(x, 3) for x in wilson_interval(60, 60)]
+    [0.94, 1.0]
+    """
+    _check_counts(successes, n)
+    if z <= 0:
+        raise ValueError(f"z must be positive, got {z!r}")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return float(centre - half), float(centre + half)

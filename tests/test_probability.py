@@ -146,3 +146,22 @@ def test_softmax_properties(z, c):
     np.testing.assert_allclose(np.exp(logp), p, rtol=1e-9, atol=1e-300)
     np.testing.assert_allclose(P.log_softmax(z), F.log_softmax(_t(z), dim=-1).numpy(), rtol=1e-10, atol=1e-10)
     assert np.all(P.entropy(p) >= -1e-12) and np.all(P.entropy(p) <= np.log(z.shape[-1]) + 1e-9)
+
+
+def test_standard_error_matches_the_spread_of_simulated_test_sets():
+    rng = np.random.default_rng(0)
+    p, n = 0.9, 60
+    accuracies = rng.binomial(n, p, size=200_000) / n
+    assert P.standard_error(54, 60) == pytest.approx(accuracies.std(), rel=0.01)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        P.standard_error(0, 0)
+    with pytest.raises(ValueError, match="successes must be between 0 and n=10"):
+        P.standard_error(11, 10)
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (3, 5), (57, 60), (60, 60), (1, 1000), (500, 1000)])
+def test_wilson_interval_matches_scipy(k, n):
+    stats = pytest.importorskip("scipy.stats")
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    ours = P.wilson_interval(k, n, z=stats.norm.ppf(0.975))
+    assert ours == pytest.approx((ci.low, ci.high), abs=1e-12)
