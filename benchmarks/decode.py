@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llmnotes import GPT, GPTConfig, fast_linear, qkernels  # noqa: E402
 from llmnotes.quantize import export_gguf, quantize_model  # noqa: E402
 from llmnotes.sampling import generate  # noqa: E402
-from llmnotes.speculative import early_exit_draft, speculative_generate  # noqa: E402
+from llmnotes.sampling import early_exit_draft, speculative_generate  # noqa: E402
 from llmnotes.utils import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).parent / "RESULTS.md"

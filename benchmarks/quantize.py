@@ -26,7 +26,7 @@ import time
 import torch
 
 from llmnotes.quantize import format_table, quality_table, quantize_model
-from llmnotes.quantize_io import load_for_quantize
+from llmnotes.cli.quantize import load_for_quantize
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
 
     if args.gptq_timing:
         from llmnotes import GPT, GPTConfig
-        from llmnotes.gptq import gptq_quantize_weight
+        from llmnotes.quantize import gptq_quantize_weight
         from llmnotes.quantize import linear_layers
 
         big = GPT(GPTConfig.from_preset(args.gptq_timing)).eval()

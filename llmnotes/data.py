@@ -11,13 +11,12 @@ A language model learns to predict token ``t+1`` from tokens ``..t``. So the dat
 4. **batches** -- :func:`make_loader` (a seeded ``DataLoader``) or :func:`get_batch` (random
    windows, nanoGPT style) stack them into ``(B, T)`` tensors.
 
-The ``llmnotes tokenize`` command (:func:`add_tokenize_arguments`, :func:`run_tokenize`) trains a
-tokenizer or writes a token file from the shell.
+The ``llmnotes tokenize`` command (``llmnotes/cli/tokenize.py``) trains a tokenizer or writes a
+token file from the shell.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Sequence
@@ -104,6 +103,58 @@ def read_token_file(path: str | os.PathLike) -> np.memmap:
         raise ValueError(f"{str(path)!r} has {size} bytes; a uint16 token file has a positive, "
                          "even number of bytes")
     return np.memmap(path, dtype="<u2", mode="r")
+
+
+def read_tokens(path: Path, tokenizer=None, cache_dir: Path | None = None, what: str = "token source") -> np.ndarray:
+    """A 1-D token array from a .bin (uint16 memmap) or a text file (encoded, then cached).
+
+    Token files go through :func:`read_token_file` and encoded ids through its
+    uint16 check, so an id that does not fit (a vocabulary of 65,536 or more) is a ``ValueError``
+    naming the fix, and the cache is written by :func:`write_token_file`. ``what`` names the file
+    in messages (``"--data file"``).
+    The cache file's name carries a hash of the text's bytes and of the tokenizer's files, so a
+    changed corpus or a different ``--tokenizer`` never reuses ids encoded for another.
+    """
+    from llmnotes.load_checks import regular_file
+    from llmnotes.tokenizer import encode_text
+
+    path = Path(path)
+    regular_file(path, what)
+    if path.suffix == ".bin":
+        return read_token_file(path)
+    if tokenizer is None:
+        raise ValueError(f"{path} is text but no tokenizer is available")
+    raw = path.read_bytes()
+    cached = key_file = key = None
+    if cache_dir is not None:
+        cached, key = cache_dir / (path.stem + ".bin"), cache_key(raw, tokenizer)
+        key_file = cached.with_suffix(".key")  # what the ids were encoded from, beside them
+        if cached.is_file() and key_file.is_file() and key_file.read_text(encoding="utf-8").strip() == key:
+            return read_token_file(cached)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err}); pass a UTF-8 .txt file or a .bin token file") from None
+    ids = to_uint16(encode_text(tokenizer, text, allowed_special="all"))
+    if cached is not None:
+        from llmnotes.utils import atomic_write_text
+
+        key_file.unlink(missing_ok=True)  # no key names the ids while they are being replaced
+        write_token_file(cached, ids)
+        atomic_write_text(key_file, key + "\n")
+    return ids
+
+
+def cache_key(data: bytes, tokenizer) -> str:
+    """16 hex digits naming (text bytes, their size, the tokenizer's merges/vocab/special tokens)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(hashlib.sha256(data).digest())
+    h.update(repr((tokenizer.merges, sorted(tokenizer.encoder.items()), sorted(tokenizer.special_tokens.items()),
+                   tokenizer.pattern)).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------ datasets
@@ -193,55 +244,3 @@ def get_batch(tokens, batch_size: int, block_size: int, generator: torch.Generat
     if device is not None:
         x, y = x.to(device), y.to(device)
     return x, y
-
-
-# ------------------------------------------------------------------ command line
-def add_tokenize_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``llmnotes tokenize``."""
-    parser.add_argument("--input", type=Path, required=True, help="UTF-8 text file to read")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="token file (.bin) to write, or with --train-tokenizer a folder")
-    parser.add_argument("--train-tokenizer", action="store_true",
-                        help="train a BPE tokenizer on --input and save it to --out")
-    parser.add_argument("--vocab-size", type=int, default=2048,
-                        help="vocab size for --train-tokenizer, special tokens included (default 2048)")
-    parser.add_argument("--special-tokens", nargs="*", default=["<|endoftext|>"],
-                        help="special tokens for --train-tokenizer (default <|endoftext|>)")
-    parser.add_argument("--tokenizer", type=Path, default=None,
-                        help="tokenizer folder for encoding (default: the shipped tokenizer)")
-
-
-def run_tokenize(args: argparse.Namespace) -> int:
-    """Train a tokenizer (``--train-tokenizer``) or encode ``--input`` into a uint16 ``--out`` file."""
-    from llmnotes.tokenizer import BPETokenizer, load_tokenizer
-
-    from llmnotes.utils import check_output_path
-
-    if not args.input.is_file():
-        raise FileNotFoundError(f"--input {str(args.input)!r} does not exist")
-    if str(args.out) in ("", "."):
-        raise ValueError(f"--out {str(args.out)!r} is not a usable output path; pass a file name (or a "
-                         "folder with --train-tokenizer)")
-    if args.train_tokenizer:
-        if args.out.exists() and not args.out.is_dir():
-            raise ValueError(f"--out {str(args.out)!r} is a file; --train-tokenizer writes a folder")
-    else:
-        check_output_path(args.out, inputs=[args.input])  # before encoding: fail fast, lose nothing
-    try:
-        text = args.input.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"--input {str(args.input)!r} is not UTF-8 text ({err})") from None
-    if args.train_tokenizer:
-        tok = BPETokenizer.train(text, args.vocab_size, special_tokens=args.special_tokens)
-        tok.save(args.out)
-        print(f"trained a {tok.vocab_size}-token tokenizer on {len(text.encode('utf-8')):,} bytes "
-              f"-> {args.out}")
-        return 0
-    tok = load_tokenizer(args.tokenizer)
-    if tok.vocab_size > 2 ** 16:
-        raise ValueError(f"the tokenizer has {tok.vocab_size} ids; uint16 token files hold < 65,536")
-    ids = tok.encode(text, allowed_special="all")
-    write_token_file(args.out, ids)
-    n_bytes = len(text.encode("utf-8"))
-    print(f"{len(ids):,} tokens ({n_bytes / max(1, len(ids)):.2f} bytes/token) -> {args.out}")
-    return 0

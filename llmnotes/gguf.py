@@ -184,12 +184,14 @@ def gguf_tensor_name(name: str) -> str:
 
 
 def _float_weights(model) -> dict[str, torch.Tensor]:
-    """Every float tensor of the model by its state_dict name; quantized layers dequantized."""
-    from llmnotes.quantize import QuantizedEmbedding, QuantizedLinear
+    """Every float tensor of the model by its state_dict name; quantized layers dequantized.
 
+    A quantized layer is any module with ``dequantize_weight()`` (every layer of
+    ``llmnotes.quantize`` has it), so this module needs nothing from ``llmnotes.quantize``,
+    which re-exports :func:`export_gguf`."""
     out = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
     for name, module in model.named_modules():
-        if isinstance(module, (QuantizedLinear, QuantizedEmbedding)):
+        if callable(getattr(module, "dequantize_weight", None)):
             for k in [k for k in out if k.startswith(name + ".")]:
                 del out[k]
             out[f"{name}.weight"] = module.dequantize_weight()
@@ -299,27 +301,3 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
         ("general.alignment", UINT32, ALIGNMENT),
     ] + arch_meta + tokenizer_metadata(tokenizer, config.vocab_size)
     return write_gguf(path, metadata, tensors)
-
-
-# ---------------------------------------------------------------------------------------------
-# llmnotes export --model DIR --out FILE.gguf --qtype Q8_0
-# ---------------------------------------------------------------------------------------------
-
-
-def add_export_arguments(p) -> None:
-    p.add_argument("--model", default="tiny", help="model directory or 'tiny' (the shipped model)")
-    p.add_argument("--out", required=True, help="the .gguf file to write")
-    p.add_argument("--qtype", default="F16", choices=list(QTYPES))
-
-
-def run_export(args) -> int:
-    from llmnotes.pretrained import load_pretrained, pretrained_dir
-    from llmnotes.utils import check_output_path
-
-    inputs = [f for f in pretrained_dir(args.model).iterdir()]
-    check_output_path(args.out, inputs=inputs)  # before loading: a bad --out fails at once
-    model, tokenizer = load_pretrained(args.model)
-    path = export_gguf(model, tokenizer, args.out, args.qtype)
-    print(f"wrote {path} ({path.stat().st_size:,} bytes, {args.qtype})")
-    print(f'run it: llama-cli -m {path} -p "Once upon a time" -n 64')
-    return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from llmnotes.model import GPTConfig
+from llmnotes.config import GPTConfig
 
 
 def check_exportable(config: GPTConfig) -> None:

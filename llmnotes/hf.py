@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from llmnotes import hf_llama, load_checks
-from llmnotes.model import GPT, GPTConfig
+from llmnotes.config import GPTConfig
 from llmnotes.utils import atomic_path, atomic_write_text
 
 CONV1D_SUFFIXES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
@@ -147,15 +147,20 @@ def is_gpt2_layout(config: GPTConfig) -> bool:
         and config.qkv_bias in (None, config.bias) and config.bias and config.sliding_window is None)
 
 
-def load_model_dir(path: str | Path, device=None, dtype: torch.dtype | None = None) -> GPT:
-    """Build a ``GPT`` from a Hugging Face directory (GPT-2 or Llama family); every tensor is
-    checked by name and shape before any is loaded."""
+def read_model_dir(path: str | Path) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """The ``GPTConfig`` and the tensors (by llmnotes names) of a Hugging Face directory (GPT-2 or
+    Llama family), checked against each other and for NaN; ``GPT.from_pretrained`` builds the
+    model from them after checking every tensor's name and shape."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model directory {path} does not exist")
     cfg_path = path / "config.json"
     if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} is missing: a model directory needs config.json")
+        if (path / "quantization.json").is_file():
+            raise ValueError(f"{path} is a quantized model directory (quantization.json), not a float one; "
+                             "load it with llmnotes.load_pretrained(path)")
+        raise FileNotFoundError(f"{cfg_path} is missing: a model directory needs config.json; "
+                                "llmnotes.load_pretrained(path) also reads quantized and adapter directories")
     hf_cfg = load_checks.read_json_object(cfg_path, "model config")
     model_type = hf_cfg.get("model_type", "gpt2")
     if model_type == "gpt2":
@@ -179,7 +184,7 @@ def load_model_dir(path: str | Path, device=None, dtype: torch.dtype | None = No
     # The header decides whether the config fits the weights before a model of its size is built.
     header = read_header(path)
     if header:
-        load_checks.check_header_fits(config, header, path, ignored, count=False)  # _build checks shapes
+        load_checks.check_header_fits(config, header, path, ignored)  # from_pretrained checks shapes
     raw = read_state_dict(path)
     if model_type == "gpt2":
         state = _gpt2_state(raw)
@@ -189,35 +194,10 @@ def load_model_dir(path: str | Path, device=None, dtype: torch.dtype | None = No
         if leftover:
             raise ValueError(f"checkpoint {path} has {leftover} tensors outside model.* and lm_head.*")
     load_checks.check_finite(state, path)
-    return _build(config, state, path, device, dtype)
+    return config, state
 
 
-def _build(config: GPTConfig, state: dict[str, torch.Tensor], path: Path, device, dtype) -> GPT:
-    with torch.device("meta"):
-        model = GPT(config)
-    expected = model.state_dict()
-    if config.tie_embeddings:
-        state.pop("lm_head.weight", None)  # tied: the embedding is the head
-        expected.pop("lm_head.weight")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match the config: missing tensors {missing[:8]}"
-                         f"{'...' if len(missing) > 8 else ''}, unexpected tensors {unexpected[:8]}")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise ValueError(f"tensor {key} has shape {tuple(tensor.shape)} in {path}, "
-                             f"expected {tuple(expected[key].shape)} from config.json")
-    model = model.to_empty(device=device or "cpu")
-    model.load_state_dict(state, strict=False)
-    if config.tie_embeddings:
-        model.lm_head.weight = model.transformer.wte.weight
-    if dtype is not None:
-        model = model.to(dtype)
-    return model.eval()
-
-
-def save_model_dir(model: GPT, path: str | Path) -> None:
+def save_model_dir(model, path: str | Path) -> None:
     """Write ``config.json`` + ``model.safetensors`` in Hugging Face layout, atomically: GPT-2's
     for GPT-2-style configs, the matching Llama-family layout for RoPE/RMSNorm/SwiGLU configs."""
     from safetensors.torch import save_file
@@ -240,7 +220,3 @@ def save_model_dir(model: GPT, path: str | Path) -> None:
     with atomic_path(path / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     atomic_write_text(path / "config.json", json.dumps(hf_config, indent=2) + "\n")
-
-
-# Kept for callers of the first version of this module.
-load_gpt2_dir, save_gpt2_dir = load_model_dir, save_model_dir

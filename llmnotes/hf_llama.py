@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from llmnotes.model import GPTConfig
+from llmnotes.config import GPTConfig
 
 ARCHITECTURES = {  # model_type -> class name in transformers
     "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",

@@ -10,7 +10,7 @@ Two prompt formats:
 * Alpaca (Taori et al., 2023, *Stanford Alpaca*, github.com/tatsu-lab/stanford_alpaca):
   a fixed preamble, then ``### Instruction:`` / ``### Input:`` / ``### Response:`` sections.
 * chat: the transcript template of ``llmnotes serve`` (``User: ...`` / ``Assistant: ...``,
-  :class:`llmnotes.serve_protocol.ChatTemplate`), so a model finetuned on it answers
+  :class:`llmnotes.prompting.ChatTemplate`), so a model finetuned on it answers
   ``/v1/chat/completions`` requests as it was trained; the reply ends with ``<|endoftext|>``,
   the tokenizer's end-of-text token, which is also where the server stops.
 
@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 
 from llmnotes.finetune_data import PairDataset
-from llmnotes.serve_protocol import ChatTemplate
+from llmnotes.prompting import ChatTemplate
 
 IGNORE_INDEX = -100
 

@@ -10,8 +10,8 @@ refused in milliseconds instead of after gigabytes of allocation:
 - :func:`field` reads one config value with its type checked (``"no"`` is not a boolean);
 - :func:`safetensors_header` lists a weights file's tensor names, shapes and dtypes without
   reading the data;
-- :func:`check_header_fits` compares that header with a ``GPTConfig`` (layer count, parameter
-  count, dtypes) before the model is built;
+- :func:`check_header_fits` compares that header with a ``GPTConfig`` (layer count, dtypes)
+  before the model is built;
 - :func:`shard_paths` resolves a sharded checkpoint's files, refusing any outside the directory;
 - :func:`check_finite` refuses weights holding NaN or infinity.
 """
@@ -131,29 +131,15 @@ def safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
                          f"({' '.join(str(err).split())}); copy or download it again") from None
 
 
-def expected_param_count(config) -> int:
-    """Parameters of ``GPT(config)`` (tied ones once), from two 1- and 2-layer models built on the
-    meta device: the count is linear in ``n_layer``, so nothing of the real size is created."""
-    from llmnotes.model import GPT
-
-    counts = []
-    for n in (1, 2):
-        with torch.device("meta"):
-            model = GPT(config.replace(n_layer=n))
-        counts.append(sum(p.numel() for p in model.parameters()))
-    return counts[0] + (config.n_layer - 1) * (counts[1] - counts[0])
-
-
 def check_header_fits(config, header: dict[str, tuple[tuple[int, ...], str]], path: Path,
-                      ignored: Iterable[str] = (), count: bool = True) -> None:
+                      ignored: Iterable[str] = ()) -> None:
     """Refuse weights that cannot belong to ``config`` before a model of its size is built.
 
-    Checks the dtypes (floating point only), the number of layers the tensor names imply, and
-    (``count=True``) the total parameter count. ``ignored`` lists name suffixes of non-parameter
-    buffers to skip. Once the layer count agrees, a model of ``config`` built on the meta device
-    costs memory in proportion to the file's tensor count, never to ``config``'s sizes, so a
-    caller that compares every shape on the meta device may skip the count (its message, naming
-    the tensor, is more useful).
+    Checks the dtypes (floating point only) and the number of layers the tensor names imply.
+    ``ignored`` lists name suffixes of non-parameter buffers to skip. Once the layer count agrees,
+    a model of ``config`` built on the meta device costs memory in proportion to the file's
+    tensor count, never to ``config``'s sizes, so the caller then compares every shape on the
+    meta device (``GPT.from_pretrained`` does), with a message naming the tensor.
     """
     ignored = tuple(ignored)
     bad = [(k, d) for k, (_, d) in header.items() if d not in FLOAT_DTYPES and not k.endswith(ignored)]
@@ -165,14 +151,6 @@ def check_header_fits(config, header: dict[str, tuple[tuple[int, ...], str]], pa
     if found != config.n_layer:
         raise ValueError(f"config.json says n_layer={config.n_layer} but {path} holds weights for "
                          f"{found} layers; the config does not belong to these weights")
-    if not count:
-        return
-    total = sum(math.prod(shape) for k, (shape, _) in header.items()
-                if not k.endswith(ignored) and not (config.tie_embeddings and k.endswith("lm_head.weight")))
-    expected = expected_param_count(config)
-    if total != expected:
-        raise ValueError(f"config.json describes {expected:,} parameters but {path} holds {total:,}; "
-                         "the config does not belong to these weights")
 
 
 def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:

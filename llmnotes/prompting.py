@@ -1,9 +1,14 @@
-"""Prompt templates and few-shot prompting.
+"""Prompt templates, few-shot prompting and chat templates.
 
 A template is text with named ``{fields}``; filling it checks that every field is given and no
 unknown one is. ``few_shot_prompt`` puts k solved examples before the query (zero-, one- or
 few-shot prompting, Brown et al., 2020, arXiv:2005.14165), and ``accuracy_vs_shots`` measures
 what those examples buy on a labelled task by scoring each label as a continuation.
+
+``ChatTemplate`` turns a list of chat messages into one prompt string; ``chat_template_for``
+picks a tokenizer's own template when it has one. Instruction finetuning formats its data with
+them and the server renders chat requests with them, so a finetuned model is served in the
+format it learned.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from __future__ import annotations
 import json
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from llmnotes.evaluate import MCItem, choice_logprobs, multiple_choice_accuracy
 
@@ -154,3 +159,70 @@ def random_baseline(rows: Sequence[Mapping[str, str]]) -> float:
     """Accuracy of guessing uniformly among the labels."""
     return 1 / len({r["label"] for r in rows})
 
+
+# ---------------------------------------------------------------------------------------------
+# Chat templates: finetuning formats its data with them, the server renders requests with them
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChatTemplate:
+    """Turn a list of messages into one prompt string, plus the strings that end a reply.
+
+    The default suits a *base* model such as the shipped tiny one, which has never seen special
+    chat tokens: a plain-text transcript, one turn per paragraph, ending with the assistant's
+    prefix so that the model's continuation is the reply::
+
+        System: You are helpful.
+
+        User: Hello!
+
+        Assistant:
+
+    Generation stops when the model starts the next turn by itself (``"\\nUser:"``).
+    An instruction-tuned tokenizer's own template wins: see :func:`chat_template_for`.
+
+    **What it guarantees.** Plain text has no markers a user cannot type, so a user message
+    holding a line that starts with a role prefix (``"\\n\\nAssistant: I agree"``) could forge a
+    turn. ``render`` refuses such system and user content with ``ValueError`` (the server answers
+    400); assistant turns are the caller's own history and are taken as given. Templates built on
+    special tokens are safe by construction instead: the server encodes user text with
+    ``allowed_special="none"``, so a typed ``<|im_start|>`` is plain text, never a marker.
+    """
+
+    prefixes: dict[str, str] = field(default_factory=lambda: {
+        "system": "System: ", "user": "User: ", "assistant": "Assistant: "})
+    separator: str = "\n\n"
+    generation_prefix: str = "Assistant:"
+    stop: list[str] = field(default_factory=lambda: ["\nUser:", "\nSystem:"])
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                self.check_content(m["content"], f"messages[{i}].content")
+        turns = [self.prefixes[m["role"]] + m["content"].strip() for m in messages]
+        return self.separator.join(turns + [self.generation_prefix])
+
+    def check_content(self, content: str, where: str = "content") -> None:
+        """Refuse text holding a line that starts with a role prefix (it would forge a turn)."""
+        markers = {p.strip() for p in self.prefixes.values()} | {self.generation_prefix.strip()}
+        for line in content.splitlines():
+            head = line.lstrip()
+            hit = next((m for m in markers if head.startswith(m)), None)
+            if hit is not None:
+                raise ValueError(f"{where} has a line starting with {hit!r}, which this plain-text chat "
+                                 "template uses to mark turns (it would forge one); rephrase that line")
+
+
+def chat_template_for(tokenizer: Any) -> tuple[Callable[[list[dict[str, str]]], str], list[str]]:
+    """The tokenizer's own chat template if it has one, else :class:`ChatTemplate`.
+
+    A tokenizer (e.g. of an instruction-tuned model) provides its own by defining
+    ``apply_chat_template(messages) -> str``; its optional ``chat_stop`` attribute lists the
+    strings that end a reply.
+    """
+    own = getattr(tokenizer, "apply_chat_template", None)
+    if callable(own):
+        return own, list(getattr(tokenizer, "chat_stop", []) or [])
+    default = ChatTemplate()
+    return default.render, list(default.stop)

@@ -11,15 +11,13 @@ The retrieval pieces live in their own modules and are re-exported here:
 This module adds the generation half: :func:`build_prompt` numbers the retrieved chunks
 ``[1]``, ``[2]``... under a token budget (lowest-ranked chunks dropped first), and
 :func:`generate_local` / :func:`generate_endpoint` produce the answer from the shipped tiny
-model or any OpenAI-compatible server. Plus ``llmnotes ask`` and
-``python -m llmnotes.rag build-index DOCS_DIR [OUT]``.
+model or any OpenAI-compatible server. The commands ``llmnotes ask`` and ``llmnotes build-index``
+(also ``python -m llmnotes.rag build-index DOCS_DIR [OUT]``) are in ``llmnotes/cli/``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -27,19 +25,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
-from llmnotes.bm25 import STOP_WORDS, BM25, Analyzer, Hit, s_stem  # noqa: F401
-from llmnotes.chunking import (Chunk, build_docs_snapshot, chunk_docs,  # noqa: F401
+from llmnotes.bm25 import STOP_WORDS, BM25, Analyzer, Hit, s_stem
+from llmnotes.chunking import (Chunk, build_docs_snapshot, chunk_docs,
                                chunk_markdown, heading_anchor, load_chunks, slugify)
-from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,  # noqa: F401
+from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,
                             HybridRetriever, default_embedder, embeddings_available,
                             reciprocal_rank_fusion)
 from llmnotes.extractive import extract_answer, format_quotes
-from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k  # noqa: F401
+from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k
 # Retrieved text is untrusted: a page that contains ``<|endoftext|>`` (the tokenization page does)
 # must not become the real end-of-text token in a prompt, so it is encoded as plain text.
 from llmnotes.tokenizer import encode_text as encode_plain
+from llmnotes.tokenizer import load_tokenizer
+
+__all__ = [
+    # chunks and the shipped snapshot
+    "Chunk", "chunk_docs", "chunk_markdown", "heading_anchor", "slugify", "build_docs_snapshot", "load_chunks",
+    "SITE_DOCS", "SNAPSHOT_OPTIONS", "load_site_chunks",
+    # retrievers
+    "Analyzer", "BM25", "Hit", "STOP_WORDS", "s_stem", "DenseRetriever", "HybridRetriever", "EmbeddingCache",
+    "SITE_EMBEDDINGS", "default_embedder", "embeddings_available", "reciprocal_rank_fusion",
+    "build_retriever", "compare_retrievers",
+    # metrics
+    "recall_at_k", "mrr", "ndcg_at_k",
+    # prompts and answers
+    "encode_plain", "token_counter", "shipped_tokenizer", "Prompt", "build_prompt", "INSTRUCTIONS",
+    "generate_local", "generate_endpoint", "Answer", "ask", "extract_answer", "format_quotes",
+]
 
 SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
 #: How the shipped snapshot is chunked (characters), and which pages it leaves out: the
@@ -264,100 +277,12 @@ def ask(question: str, retriever, chunks: Sequence[Chunk], *, k: int = 5,
 
 # --- command line -------------------------------------------------------------------------
 
-def add_ask_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("question", help="what to ask the site")
-    p.add_argument("--k", type=int, default=5, help="chunks to retrieve (default 5)")
-    p.add_argument("--retriever", default="auto",
-                   choices=["auto", "bm25", "dense", "hybrid", "hybrid+rerank"],
-                   help="auto (default): hybrid+rerank if the embedding packages are "
-                        "installed, else bm25")
-    p.add_argument("--base-url", "--endpoint", dest="base_url", default=None,
-                   help="an OpenAI-compatible API root (llmnotes serve, llama.cpp's server, vLLM, "
-                        "Ollama), e.g. http://127.0.0.1:8000/v1: generate the answer there. "
-                        "Default: $OPENAI_BASE_URL if set, else answer offline by quoting the sources")
-    p.add_argument("--model", default=None,
-                   help="model name sent to --base-url (default: $OPENAI_MODEL, else llmnotes-tiny)")
-    p.add_argument("--api-key", default=None, help="bearer token for --base-url (default: $OPENAI_API_KEY)")
-    p.add_argument("--sentences", type=int, default=3, help="sentences an offline answer quotes (default 3)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="answer length with --base-url")
-    p.add_argument("--max-prompt-tokens", type=int, default=4096,
-                   help="prompt budget with --base-url, counted with the package's tokenizer "
-                        "(default 4096: about 2000 tokens of a large model's vocabulary)")
-    p.add_argument("--docs", default=None, help="index this docs folder instead of the "
-                                                "snapshot shipped in the package")
-    p.add_argument("--no-generate", action="store_true", help="only retrieve and show sources")
-
-
 def shipped_tokenizer():
     """The package's BPE tokenizer (the tiny model's): counts prompt tokens."""
-    from llmnotes.tokenizer import BPETokenizer
-
-    return BPETokenizer.from_pretrained(Path(__file__).parent / "assets" / "tokenizer")
+    return load_tokenizer()
 
 
-def remote_settings(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
-    """``(base_url, model, api_key)`` from the flags, else the ``openai`` client's variables."""
-    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    model = args.model or os.environ.get("OPENAI_MODEL") or "llmnotes-tiny"
-    return base_url, model, args.api_key or os.environ.get("OPENAI_API_KEY") or None
+if __name__ == "__main__":  # `python -m llmnotes.rag build-index DOCS_DIR [OUT]`, as CI has always run it
+    from llmnotes.cli import main
 
-
-def run_ask(args: argparse.Namespace) -> int:
-    for flag in ("k", "sentences", "max_new_tokens", "max_prompt_tokens"):
-        if getattr(args, flag) <= 0:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive int, got {getattr(args, flag)}")
-    if not args.question.strip():
-        raise ValueError("the question is empty: llmnotes ask \"what is BM25?\"")
-    chunks = load_site_chunks(args.docs)
-    retriever = build_retriever(chunks, args.retriever)
-    base_url, model, api_key = remote_settings(args)
-    gen = None
-    if base_url and not args.no_generate:
-        gen = lambda p: generate_endpoint(p, base_url, model, api_key, args.max_new_tokens)  # noqa: E731
-    result = ask(args.question, retriever, chunks, k=args.k, max_prompt_tokens=args.max_prompt_tokens,
-                 count_tokens=token_counter(shipped_tokenizer()), generate_fn=gen)
-    if result.text is not None:
-        print(f"Answer from {model} at {base_url}:\n{result.text}\n")
-    elif not args.no_generate:
-        quotes = extract_answer(args.question, result.prompt.sources, n=args.sentences,
-                                embed=default_embedder() if embeddings_available() else None)
-        print("Answer, quoted from the sources (offline; pass --base-url to have a model write one):")
-        print((format_quotes(quotes) or "(the retrieved sections hold no prose sentence)") + "\n")
-    print("Sources:")
-    for i, chunk in enumerate(result.prompt.sources, start=1):
-        print(f"[{i}] {chunk.url}  ({chunk.label})")
-    shown = len(result.prompt.sources)
-    for h in result.hits[shown:]:
-        print(f"    also retrieved, not in the prompt: {chunks[h.index].url}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m llmnotes.rag build-index DOCS_DIR [OUT]``: write the docs snapshot."""
-    p = argparse.ArgumentParser(prog="python -m llmnotes.rag")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build-index", help="chunk DOCS_DIR into the shipped snapshot")
-    b.add_argument("docs_dir")
-    b.add_argument("out", nargs="?", default=str(SITE_DOCS))
-    b.add_argument("--embed", action="store_true",
-                   help=f"also write the chunks' and eval questions' MiniLM vectors to "
-                        f"{SITE_EMBEDDINGS.name} (beside OUT)")
-    args = p.parse_args(argv)
-    n = build_docs_snapshot(args.docs_dir, args.out, **SNAPSHOT_OPTIONS)
-    print(f"wrote {n} chunks to {args.out}")
-    if args.embed:
-        from llmnotes.retrieval_eval import load_eval_set
-
-        texts = [c.search_text for c in load_chunks(args.out)]
-        texts += [q.question for q in load_eval_set()]
-        embedder = default_embedder()
-        cache = EmbeddingCache(embedder.name, seeds=[SITE_EMBEDDINGS])
-        cache.embed(texts, embedder)
-        out = Path(args.out).with_name(SITE_EMBEDDINGS.name)
-        cache.save(out, list(dict.fromkeys(cache.key(t) for t in texts)), dtype=np.float16)
-        print(f"wrote {len(texts)} vectors to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

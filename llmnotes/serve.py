@@ -30,13 +30,11 @@ Run it with ``llmnotes serve`` (see :func:`add_serve_arguments`). The pieces liv
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,8 +54,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from llmnotes.serve_engine import Delta, Engine, ResponseCache, Result
 from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimiter
 from llmnotes.serve_metrics import RequestRecord, ServeMetrics
+from llmnotes.prompting import chat_template_for
 from llmnotes.serve_protocol import (APIError, GenerationRequest, ResponseWriter, SamplingParams,
-                                     chat_template_for, parse_chat_request, parse_completion_request, sse)
+                                     parse_chat_request, parse_completion_request, sse)
 from llmnotes.tokenizer import encode_text, eos_id_of
 
 WEB_DIR = Path(__file__).parent / "assets" / "web"
@@ -141,7 +140,7 @@ def create_app(model: Any, tokenizer: Any, *, model_name: str = "llmnotes",
         api_key: a key (or several) clients must send as ``Authorization: Bearer <key>``;
             None serves without authentication (fine on 127.0.0.1, not on a network).
         chat_template: messages -> prompt; default: the tokenizer's own
-            ``apply_chat_template`` if it has one, else :class:`llmnotes.serve_protocol.ChatTemplate`.
+            ``apply_chat_template`` if it has one, else :class:`llmnotes.prompting.ChatTemplate`.
         chat_stop: stop strings added to every chat request (default: the template's).
         eos_id: the end-of-text token id (default: the tokenizer's ``<|endoftext|>``).
         **options: :class:`ServeConfig` fields (limits, queue, rate limit, caches).
@@ -591,66 +590,31 @@ class BackgroundServer:
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line: llmnotes serve
+# Loading what ``llmnotes serve --model`` names (the command itself is llmnotes/cli/serve.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, metavar="DIR",
-                        help="model directory (config.json, model.safetensors, vocab.json, merges.txt); "
-                             "default: the shipped tiny model")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    parser.add_argument("--api-key", action="append", default=None, metavar="KEY",
-                        help="require 'Authorization: Bearer KEY' (repeat for several keys; "
-                             "default: $LLMNOTES_API_KEY if set, else no authentication)")
-    parser.add_argument("--model-name", default=None, help="name clients use (default: the directory's name)")
-    parser.add_argument("--quantize", choices=["int8"], default=None, help="quantize the linear layers")
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--max-concurrent", type=int, default=1, help="generations at once (default: 1)")
-    parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait (default: 64)")
-    parser.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
-                        help="requests per second per key (default: unlimited)")
-    parser.add_argument("--rate-burst", type=int, default=20, help="burst size of the rate limit (default: 20)")
-    parser.add_argument("--response-cache-size", type=int, default=256,
-                        help="greedy answers kept for identical requests (0: off; default: 256)")
-    parser.add_argument("--no-prefix-cache", action="store_true", help="do not reuse KV caches across requests")
-
-
 def load_model(model_dir: str | None, device: str | None = None, quantize: str | None = None):
-    """(model, tokenizer, name) from a directory, or the shipped tiny model when ``model_dir`` is None."""
-    from llmnotes.pretrained import load_pretrained
+    """(model, tokenizer, name) for ``--model``: a shipped name or a model, quantized-model or adapter
+    directory (``llmnotes.load_pretrained``); ``None`` is the shipped tiny model. ``quantize``
+    (one of ``llmnotes.quantize.METHODS``) quantizes a float model after loading it."""
+    from llmnotes.pretrained import SHIPPED, load_pretrained
     from llmnotes.utils import pick_device
 
-    if model_dir is not None and not Path(model_dir).is_dir():
-        raise FileNotFoundError(f"--model {model_dir!r} is not a directory; pass a directory written "
-                                "by model.save_pretrained() and tokenizer.save()")
     model, tokenizer = load_pretrained(model_dir or "tiny", device=pick_device(device))
-    name = "llmnotes-tiny" if model_dir is None else Path(model_dir).resolve().name
+    if model_dir is None or (isinstance(model_dir, str) and model_dir in SHIPPED):
+        name = f"llmnotes-{model_dir or 'tiny'}"
+    else:
+        name = Path(model_dir).resolve().name
     if quantize is not None:
-        from llmnotes.quantize import quantize_model
+        from llmnotes.quantize import QuantizedEmbedding, QuantizedLinear, quantize_model
 
-        model = quantize_model(model, quantize)
+        if any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in model.modules()):
+            raise ValueError(f"--model {model_dir!r} is already quantized; drop --quantize")
+        calibration = None
+        if quantize in ("llm.int8", "gptq"):  # they look at real activations
+            from llmnotes.quantize import corpus_ids
+
+            calibration = corpus_ids(tokenizer, 1, 16, min(256, model.config.block_size))[1].to(model.device)
+        model = quantize_model(model, quantize, calibration=calibration)
     return model.eval().prepare_for_decode(), tokenizer, name  # the server only decodes
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """``llmnotes serve``: load the model and serve it until Ctrl-C."""
-    import uvicorn
-
-    if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be in 1..65535, got {args.port}")
-    keys = args.api_key or ([os.environ["LLMNOTES_API_KEY"]] if os.environ.get("LLMNOTES_API_KEY") else None)
-    model, tokenizer, name = load_model(args.model, args.device, args.quantize)
-    app = create_app(model, tokenizer, model_name=args.model_name or name, api_key=keys,
-                     max_concurrent=args.max_concurrent, max_queue=args.max_queue,
-                     rate_limit=args.rate_limit, rate_burst=args.rate_burst,
-                     response_cache_size=args.response_cache_size, prefix_cache=not args.no_prefix_cache)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not keys:
-        log.warning("serving on %s without --api-key: anyone who can reach this port can use the model",
-                    args.host)
-    print(f"serving {app.title} model {args.model_name or name!r} on http://{args.host}:{args.port} "
-          f"(chat page at /, API at /v1)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0

@@ -29,8 +29,7 @@ from typing import Any, Callable
 
 import torch
 
-from llmnotes.processors import LogitsProcessorList
-from llmnotes.sampling import build_processors, sample_next
+from llmnotes.sampling import LogitsProcessorList, build_processors, sample_next
 from llmnotes.serve_protocol import SamplingParams
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The OpenAI wire format: validate a request body, shape the response, render a chat.
+"""The OpenAI wire format: validate a request body, shape the response.
 
 The server (:mod:`llmnotes.serve`) reads the JSON body itself and hands it to
 :func:`parse_completion_request` or :func:`parse_chat_request`, which either return a typed
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -251,74 +251,6 @@ def parse_chat_request(body: Any, *, model_name: str, max_tokens_limit: int,
         raise bad_request("top_logprobs", "top_logprobs needs logprobs=true")
     params.logprobs = (top or 0) if logprobs else None
     return GenerationRequest("chat", body["model"], "", params, stream, include_usage, clean, given)
-
-
-# ---------------------------------------------------------------------------------------------
-# Chat templates
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ChatTemplate:
-    """Turn a list of messages into one prompt string, plus the strings that end a reply.
-
-    The default suits a *base* model such as the shipped tiny one, which has never seen special
-    chat tokens: a plain-text transcript, one turn per paragraph, ending with the assistant's
-    prefix so that the model's continuation is the reply::
-
-        System: You are helpful.
-
-        User: Hello!
-
-        Assistant:
-
-    Generation stops when the model starts the next turn by itself (``"\\nUser:"``).
-    An instruction-tuned tokenizer's own template wins: see :func:`chat_template_for`.
-
-    **What it guarantees.** Plain text has no markers a user cannot type, so a user message
-    holding a line that starts with a role prefix (``"\\n\\nAssistant: I agree"``) could forge a
-    turn. ``render`` refuses such system and user content with ``ValueError`` (the server answers
-    400); assistant turns are the caller's own history and are taken as given. Templates built on
-    special tokens are safe by construction instead: the server encodes user text with
-    ``allowed_special="none"``, so a typed ``<|im_start|>`` is plain text, never a marker.
-    """
-
-    prefixes: dict[str, str] = field(default_factory=lambda: {
-        "system": "System: ", "user": "User: ", "assistant": "Assistant: "})
-    separator: str = "\n\n"
-    generation_prefix: str = "Assistant:"
-    stop: list[str] = field(default_factory=lambda: ["\nUser:", "\nSystem:"])
-
-    def render(self, messages: list[dict[str, str]]) -> str:
-        for i, m in enumerate(messages):
-            if m["role"] != "assistant":
-                self.check_content(m["content"], f"messages[{i}].content")
-        turns = [self.prefixes[m["role"]] + m["content"].strip() for m in messages]
-        return self.separator.join(turns + [self.generation_prefix])
-
-    def check_content(self, content: str, where: str = "content") -> None:
-        """Refuse text holding a line that starts with a role prefix (it would forge a turn)."""
-        markers = {p.strip() for p in self.prefixes.values()} | {self.generation_prefix.strip()}
-        for line in content.splitlines():
-            head = line.lstrip()
-            hit = next((m for m in markers if head.startswith(m)), None)
-            if hit is not None:
-                raise ValueError(f"{where} has a line starting with {hit!r}, which this plain-text chat "
-                                 "template uses to mark turns (it would forge one); rephrase that line")
-
-
-def chat_template_for(tokenizer: Any) -> tuple[Callable[[list[dict[str, str]]], str], list[str]]:
-    """The tokenizer's own chat template if it has one, else :class:`ChatTemplate`.
-
-    A tokenizer (e.g. of an instruction-tuned model) provides its own by defining
-    ``apply_chat_template(messages) -> str``; its optional ``chat_stop`` attribute lists the
-    strings that end a reply.
-    """
-    own = getattr(tokenizer, "apply_chat_template", None)
-    if callable(own):
-        return own, list(getattr(tokenizer, "chat_stop", []) or [])
-    default = ChatTemplate()
-    return default.render, list(default.stop)
 
 
 # ---------------------------------------------------------------------------------------------

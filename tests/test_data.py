@@ -156,11 +156,11 @@ def test_get_batch():
 def test_cli_train_tokenizer_then_encode(tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text(load_corpus("val")[:20_000], encoding="utf-8")
-    assert cli_main(["tokenize", "--train-tokenizer", "--vocab-size", "320", "--input", str(src),
+    assert cli_main(["tokenize", "--train-tokenizer", "--vocab-size", "320", "--data", str(src),
                      "--out", str(tmp_path / "tok")]) == 0
     tok = BPETokenizer.from_pretrained(tmp_path / "tok")
     assert tok.vocab_size == 320 and tok.eot_id == 319
-    assert cli_main(["tokenize", "--tokenizer", str(tmp_path / "tok"), "--input", str(src),
+    assert cli_main(["tokenize", "--tokenizer", str(tmp_path / "tok"), "--data", str(src),
                      "--out", str(tmp_path / "ids.bin")]) == 0
     ids = read_token_file(tmp_path / "ids.bin")
     assert ids.tolist() == tok.encode(src.read_text(encoding="utf-8"), allowed_special="all")
@@ -170,11 +170,11 @@ def test_cli_train_tokenizer_then_encode(tmp_path, capsys):
 def test_cli_default_tokenizer_and_errors(tmp_path, capsys):
     src = tmp_path / "in.txt"
     src.write_text("Lily had a red ball.", encoding="utf-8")
-    assert cli_main(["tokenize", "--input", str(src), "--out", str(tmp_path / "a.bin")]) == 0
+    assert cli_main(["tokenize", "--data", str(src), "--out", str(tmp_path / "a.bin")]) == 0
     assert read_token_file(tmp_path / "a.bin").tolist() == load_tokenizer().encode("Lily had a red ball.")
-    assert cli_main(["tokenize", "--input", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "b.bin")]) == 2
+    assert cli_main(["tokenize", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "b.bin")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli_main(["tokenize", "--train-tokenizer", "--vocab-size", "10", "--input", str(src),
+    assert cli_main(["tokenize", "--train-tokenizer", "--vocab-size", "10", "--data", str(src),
                      "--out", str(tmp_path / "t")]) == 2
     assert "vocab_size must be" in capsys.readouterr().err
 
@@ -280,3 +280,17 @@ def test_lookup_flag_adds_lookup_records(tmp_path):
     counts = json.loads((tmp_path / "counts.json").read_text(encoding="utf-8"))
     assert counts["lookup"] == 50 and counts["story"] + counts["words"] == 100
     assert "\nLabel: " in (tmp_path / "train.txt").read_text(encoding="utf-8")
+
+
+def test_tokenize_says_data_like_train_and_keeps_input_as_a_hidden_alias(tmp_path, capsys):
+    from llmnotes.cli import main as cli_main
+
+    src = tmp_path / "a.txt"
+    src.write_text("hello world " * 20, encoding="utf-8")
+    assert cli_main(["tokenize", "--input", str(src), "--out", str(tmp_path / "a.bin")]) == 0
+    assert cli_main(["tokenize", "--out", str(tmp_path / "b.bin")]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["tokenize", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--data" in help_text and "--input" not in help_text

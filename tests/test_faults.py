@@ -294,13 +294,13 @@ def test_refused_outputs_are_untouched(cli_results, tmp_path_factory):
 
 
 def test_a_programming_error_keeps_its_traceback(monkeypatch, capsys):
-    import llmnotes.data
+    import llmnotes.cli.tokenize
     from llmnotes import cli
 
     def broken(args):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(llmnotes.data, "run_tokenize", broken)
+    monkeypatch.setattr(llmnotes.cli.tokenize, "run_tokenize", broken)
     with pytest.raises(TypeError, match="a bug"):
         cli.main(["tokenize", "--input", "x", "--out", "y"])
 
@@ -313,7 +313,7 @@ BOMB = r"""
 import json, resource, shutil, sys, tempfile, time
 from pathlib import Path
 from llmnotes import load_pretrained
-from llmnotes.quantize_io import load_quantized
+from llmnotes.quantize import load_quantized
 root = Path(tempfile.mkdtemp())
 d = root / "m"
 shutil.copytree(sys.argv[1], d)
@@ -326,7 +326,7 @@ except ValueError as err:
     print("refused:", err)
 q = root / "q"
 from llmnotes.quantize import quantize_model
-from llmnotes.quantize_io import save_quantized
+from llmnotes.quantize import save_quantized
 model, tok = load_pretrained("tiny")
 save_quantized(quantize_model(model, "int8"), "int8", q, tok)
 meta = json.loads((q / "quantization.json").read_text()); meta["config"]["n_embd"] = 16384
@@ -373,7 +373,7 @@ def test_atomic_path_refuses_special_files_and_inputs(tmp_path):
 
 def test_ids_beyond_uint16_are_a_clear_error_not_an_overflow(tmp_path):
     """A tokenizer with ids >= 65,536 cannot be cached in a uint16 token file: ValueError, with the fix."""
-    from llmnotes.train import _read_tokens
+    from llmnotes.data import read_tokens as _read_tokens
 
     class Wide:  # a 100k-id vocabulary, like cl100k: every byte gets id 70,000 + byte
         def encode(self, text, allowed_special="none"):
@@ -387,7 +387,7 @@ def test_ids_beyond_uint16_are_a_clear_error_not_an_overflow(tmp_path):
 
 def test_bin_token_files_go_through_read_token_file(tmp_path):
     from llmnotes.data import write_token_file
-    from llmnotes.train import _read_tokens
+    from llmnotes.data import read_tokens as _read_tokens
 
     write_token_file(tmp_path / "t.bin", [1, 2, 65_535])
     assert _read_tokens(tmp_path / "t.bin", None, None).tolist() == [1, 2, 65_535]
@@ -400,7 +400,7 @@ def test_token_cache_is_keyed_on_tokenizer_and_content(tmp_path):
     import numpy as np
 
     from llmnotes.tokenizer import BPETokenizer, load_tokenizer
-    from llmnotes.train import _read_tokens
+    from llmnotes.data import read_tokens as _read_tokens
 
     data = tmp_path / "d.txt"
     data.write_text("hello world, hello tokens. " * 50, encoding="utf-8")

@@ -240,7 +240,7 @@ def test_prompt_formats():
     assert p.startswith("Below is an instruction that describes a task, paired with an input")
     assert p.endswith("### Instruction:\nGive the story a title.\n\n### Input:\nTom found a key.\n\n### Response:\n")
     assert "### Input" not in format_alpaca("Write a sentence about a cat.")
-    from llmnotes.serve_protocol import ChatTemplate
+    from llmnotes.prompting import ChatTemplate
 
     msgs = [{"role": "user", "content": "Hi"}]
     assert format_chat(msgs) == ChatTemplate().render(msgs) == "User: Hi\n\nAssistant:"

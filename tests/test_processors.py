@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llmnotes import processors as P
+from llmnotes.sampling import processors as P
 from llmnotes.sampling import min_p_filter, repetition_penalty, top_k_filter, top_p_filter, typical_filter
 
 hf = pytest.importorskip("transformers.generation.logits_process")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from llmnotes import GPT, GPTConfig
-from llmnotes.gptq import (dequantize_codes, gptq_quantize_weight, gptq_reference, output_error,
+from llmnotes.quantize import (dequantize_codes, gptq_quantize_weight, gptq_reference, output_error,
                            rtn_quantize_weight)
 from llmnotes.quantize import (METHODS, NF4_CODE, LLMInt8Linear, NF4Linear, QuantizedLinear,
                                absmax_quantize, dequantize, model_bytes, nf4_quantize, pack_int4,
@@ -288,7 +288,7 @@ def test_quantize_perplexity_is_the_evaluate_one():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_save_and_load_quantized_round_trip(tmp_path, method):
-    from llmnotes.quantize_io import load_quantized, save_quantized
+    from llmnotes.quantize import load_quantized, save_quantized
 
     torch.manual_seed(0)
     ids = torch.randint(0, 512, (2, 16))
@@ -326,7 +326,7 @@ def test_quantize_command(tmp_path):
 
 def test_int8_embeddings_keep_the_tie_and_shrink_the_model(tmp_path):
     from llmnotes.quantize import QuantizedEmbedding
-    from llmnotes.quantize_io import load_quantized, save_quantized
+    from llmnotes.quantize import load_quantized, save_quantized
 
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_preset("tiny")).eval()

@@ -9,7 +9,7 @@ import torch
 from llmnotes import GPT, GPTConfig
 from llmnotes.sampling import (beam_search, build_processors, generate, generate_reference, speculative_generate,
                                stream, top_k_filter, top_p_filter, truncate_at_stop)
-from llmnotes.speculative import verify
+from llmnotes.sampling import verify
 
 
 def make_model(seed: int = 0, vocab: int = 64, scale: float = 8.0, **kw) -> GPT:
@@ -297,7 +297,7 @@ def test_speculative_greedy_equals_target_greedy(model, draft, num_draft):
 
 
 def test_early_exit_draft_shares_weights_and_keeps_greedy_output():
-    from llmnotes.speculative import early_exit_draft
+    from llmnotes.sampling import early_exit_draft
 
     target = make_model(5, n_layer=3)
     n_params = target.num_params()
@@ -417,7 +417,7 @@ def test_compiled_decode_is_one_graph_for_every_step(model):
 
 
 def test_compile_argument_picks_a_mode_or_a_backend(monkeypatch):
-    from llmnotes import sampling
+    from llmnotes.sampling import decode as sampling
 
     seen = []
     monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append(kw) or model)

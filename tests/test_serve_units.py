@@ -13,7 +13,8 @@ from serve_fixtures import nano_model, reference_greedy, tokenizer  # noqa: E402
 
 from llmnotes.serve_engine import Engine, ResponseCache, Result, TextStream, common_prefix  # noqa: E402
 from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimiter, TokenBucket  # noqa: E402
-from llmnotes.serve_protocol import (APIError, ChatTemplate, SamplingParams, parse_chat_request,  # noqa: E402
+from llmnotes.prompting import ChatTemplate  # noqa: E402
+from llmnotes.serve_protocol import (APIError, SamplingParams, parse_chat_request,  # noqa: E402
                                      parse_completion_request)
 
 

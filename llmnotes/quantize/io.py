@@ -1,4 +1,4 @@
-"""Saving and loading quantized models, and the data ``llmnotes quantize`` measures with.
+"""Saving and loading quantized models.
 
 A quantized model directory holds ``quantized.safetensors`` (the packed codes, scales and every
 float tensor, tied matrices stored once), ``quantization.json`` (the ``GPTConfig`` and, for each
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from llmnotes.quantize import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear
+from llmnotes.quantize.layers import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear
 from llmnotes.utils import atomic_path, atomic_write_text, set_module
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear, QuantizedEmbedding)}
@@ -52,7 +52,8 @@ def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=N
 def _skeleton(meta: dict, meta_path: Path):
     """The ``GPT`` with the recorded quantized layers swapped in (empty), as ``quantization.json``
     describes it; built on whatever device is current (the meta device for checking)."""
-    from llmnotes.model import GPT, GPTConfig
+    from llmnotes.config import GPTConfig
+    from llmnotes.model import GPT
 
     model = GPT(GPTConfig.from_dict(meta["config"]))
     heads = {}
@@ -78,7 +79,7 @@ def _skeleton(meta: dict, meta_path: Path):
 def _check_fits(meta: dict, meta_path: Path, weights: Path) -> None:
     """Compare ``quantization.json`` with the weights' header before allocating the model."""
     from llmnotes import load_checks
-    from llmnotes.model import GPTConfig
+    from llmnotes.config import GPTConfig
 
     header = load_checks.safetensors_header(weights)
     config = GPTConfig.from_dict(meta["config"])
@@ -106,6 +107,9 @@ def load_quantized(directory: str | os.PathLike, device: torch.device | str | No
 
     directory = Path(directory)
     meta_path = directory / "quantization.json"
+    if not meta_path.exists() and (directory / "config.json").is_file():
+        raise ValueError(f"{directory} is a float model directory (config.json), not a quantized one; "
+                         "load it with llmnotes.load_pretrained(path)")
     if not meta_path.is_file() and not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} not found; is {directory} a directory written by save_quantized "
                                 "(`llmnotes quantize --out`)?")
@@ -125,24 +129,3 @@ def load_quantized(directory: str | os.PathLike, device: torch.device | str | No
         raise ValueError(f"{directory}: checkpoint does not match its quantization.json "
                          f"(missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
     return model.to(device or "cpu").eval()
-
-
-def load_for_quantize(model_dir: str | None, n_tokens: int = 20000, n_calib: int = 16):
-    """The model to quantize, validation ids (1-D) and calibration ids (N, T) from the corpus.
-
-    Validation text is the shipped corpus' ``val`` split; calibration sequences come from the
-    ``train`` split (as GPTQ calibrates on training-like text), never from the text measured.
-    """
-    from llmnotes.data import load_corpus
-    from llmnotes.pretrained import load_pretrained
-
-    model, tok = load_pretrained(model_dir or "tiny")
-    # a prefix of the text long enough for n_tokens (a token is at most a few characters here)
-    val_text = load_corpus("val")[: 8 * (n_tokens + 1)]
-    val = torch.tensor(tok.encode(val_text, allowed_special="all")[: n_tokens + 1], dtype=torch.long)
-    T = min(256, model.config.block_size)
-    train = tok.encode(load_corpus("train")[: 40 * n_calib * T], allowed_special="all")
-    if len(train) < n_calib * T:
-        raise ValueError(f"the training text gives only {len(train)} calibration tokens, need {n_calib * T}")
-    calib = torch.tensor(train[: n_calib * T], dtype=torch.long).view(n_calib, T)
-    return model, val, calib

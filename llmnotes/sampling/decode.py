@@ -12,63 +12,21 @@ The loop every decoder runs::
 :func:`generate` collects it. Rows of a batch that finish early (``eos_id`` or a ``stop`` string)
 keep producing ``pad_id`` (default ``eos_id``) until every row is done, as Hugging Face does.
 
-Beam search lives in :mod:`llmnotes.beam`, speculative decoding in :mod:`llmnotes.speculative`,
-and the logits processors in :mod:`llmnotes.processors`; all are importable from here.
+Beam search lives in :mod:`llmnotes.sampling.beam`, speculative decoding in
+:mod:`llmnotes.sampling.speculative` and the logits processors in
+:mod:`llmnotes.sampling.processors`; all are importable from :mod:`llmnotes.sampling`.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
 from typing import Any, Iterator, Sequence
 
 import torch
 
-from llmnotes import processors as P
-from llmnotes.processors import (  # noqa: F401  (the public API of llmnotes.sampling)
-    BadWordsProcessor,
-    ForcedBOSProcessor,
-    ForcedEOSProcessor,
-    FrequencyPresencePenaltyProcessor,
-    LogitBiasProcessor,
-    LogitsProcessor,
-    LogitsProcessorList,
-    MinLengthProcessor,
-    MinPWarper,
-    NoRepeatNGramProcessor,
-    RepetitionPenaltyProcessor,
-    TemperatureWarper,
-    TopKWarper,
-    TopPWarper,
-    TypicalWarper,
-    frequency_presence_penalty,
-    min_p_filter,
-    repetition_penalty,
-    temperature_scale,
-    top_k_filter,
-    top_p_filter,
-    typical_filter,
-)
-
-__all__ = [
-    "generate", "stream", "beam_search", "speculative_generate", "build_processors", "sample_next",
-    "top_k_filter", "top_p_filter", "min_p_filter", "typical_filter", "repetition_penalty",
-    "frequency_presence_penalty", "temperature_scale", "LogitsProcessorList",
-]
-
-
-def __getattr__(name: str):
-    # beam.py and speculative.py import helpers from this module, so they are re-exported lazily.
-    if name == "beam_search":
-        from llmnotes.beam import beam_search
-
-        return beam_search
-    if name == "speculative_generate":
-        from llmnotes.speculative import speculative_generate
-
-        return speculative_generate
-    raise AttributeError(f"module 'llmnotes.sampling' has no attribute {name!r}")
+from llmnotes.sampling.processors import (BadWordsProcessor, FrequencyPresencePenaltyProcessor, LogitBiasProcessor,
+                                          LogitsProcessorList, MinLengthProcessor, MinPWarper,
+                                          NoRepeatNGramProcessor, RepetitionPenaltyProcessor, TemperatureWarper,
+                                          TopKWarper, TopPWarper, TypicalWarper, top_k_filter)
 
 
 # --------------------------------------------------------------------------- checks
@@ -337,7 +295,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
         idx: (B, T) prompt ids; left-pad rows of different lengths and pass ``attention_mask``.
         max_new_tokens: tokens to add; ``T + max_new_tokens`` must fit in ``block_size``.
         temperature: ``0`` is greedy (argmax, no division); otherwise logits are divided by it.
-        top_k, top_p, min_p, typical_p: sampling filters (see :mod:`llmnotes.processors`).
+        top_k, top_p, min_p, typical_p: sampling filters (see :mod:`llmnotes.sampling.processors`).
         repetition_penalty: CTRL's penalty on every token already in the row (1.0 = off).
         frequency_penalty, presence_penalty: OpenAI's penalties on the *generated* tokens.
         no_repeat_ngram_size: forbid repeating any n-gram of this size.
@@ -394,110 +352,3 @@ def generate_reference(model, idx: torch.Tensor, max_new_tokens: int, temperatur
             nxt = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
         idx = torch.cat([idx, nxt], dim=1)
     return idx
-
-
-# --------------------------------------------------------------------------- command line
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``llmnotes sample``."""
-    parser.add_argument("--model", default=None, help="model directory (default: the shipped tiny model)")
-    parser.add_argument("--prompt", default="", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--min-p", type=float, default=None)
-    parser.add_argument("--repetition-penalty", type=float, default=None)
-    parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    parser.add_argument("--stream", action="store_true", help="print tokens as they are produced")
-
-
-def _load(model_dir: str | None, device):
-    from llmnotes.utils import pick_device
-
-    device = pick_device(device)
-    if model_dir is None:
-        from llmnotes import load_pretrained
-
-        model, tokenizer = load_pretrained("tiny")
-    else:
-        from pathlib import Path
-
-        from llmnotes import GPT, BPETokenizer
-
-        if not Path(model_dir).is_dir():
-            raise FileNotFoundError(f"--model {model_dir!r} is not a directory")
-        model = GPT.from_pretrained(model_dir)
-        tokenizer = BPETokenizer.from_pretrained(model_dir)
-    return model.to(device).eval().prepare_for_decode(), tokenizer
-
-
-def _check_sample_memory(model, num_samples: int) -> None:
-    """Refuse a ``--num-samples`` whose KV cache and logits would not fit in memory."""
-    from llmnotes.utils import check_memory
-
-    c = model.config
-    per_sample = 4 * (2 * c.n_layer * c.block_size * c.kv_heads * c.head_dim + 2 * c.vocab_size
-                      + c.block_size * c.n_embd)
-    check_memory(num_samples * per_sample, f"--num-samples {num_samples} (a KV cache per sample)",
-                 "ask for fewer samples", model.device)
-
-
-def run_sample(args: argparse.Namespace) -> int:
-    """``llmnotes sample``: print continuations of ``--prompt``."""
-    if args.num_samples < 1:
-        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
-    if args.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    from llmnotes.tokenizer import eos_id_of
-
-    model, tokenizer = _load(args.model, args.device)
-    _check_sample_memory(model, args.num_samples)
-    generator = None
-    if args.seed is not None:
-        generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    ids = tokenizer.encode(args.prompt) if args.prompt else []
-    eos = eos_id_of(tokenizer)
-    if not ids:
-        if eos is None:
-            raise ValueError("--prompt is empty and the tokenizer has no end-of-text token to start from")
-        ids = [eos]
-    if len(ids) >= model.config.block_size:
-        raise ValueError(f"the prompt is {len(ids)} tokens long but the model's context holds "
-                         f"{model.config.block_size}, leaving no room to generate; shorten --prompt")
-    idx = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=model.device)
-    max_new = min(args.max_new_tokens, model.config.block_size - idx.shape[1])
-    kwargs = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                  repetition_penalty=args.repetition_penalty, eos_id=eos, stop=args.stop,
-                  tokenizer=tokenizer, generator=generator)
-    if args.stream:
-        if args.num_samples != 1:
-            raise ValueError("--stream prints one sample; drop --num-samples or --stream")
-        sys.stdout.write(args.prompt)
-        produced: list[int] = []
-        printed = ""
-        for tok in stream(model, idx, max_new, **kwargs):
-            if eos is not None and int(tok[0]) == eos:
-                break
-            produced.append(int(tok[0]))
-            text = truncate_at_stop(tokenizer.decode(produced), args.stop)
-            # A multi-byte character may span tokens: print only what has become stable text.
-            if not text.endswith("\ufffd"):
-                sys.stdout.write(text[len(printed):])
-                sys.stdout.flush()
-                printed = text
-        sys.stdout.write("\n")
-        return 0
-    out = generate(model, idx, max_new, **kwargs)
-    for row in out[:, len(ids):].tolist():
-        if eos is not None and eos in row:
-            row = row[: row.index(eos)]
-        text = truncate_at_stop(tokenizer.decode(row), args.stop)
-        print(args.prompt + text)
-        if args.num_samples > 1:
-            print("-" * 40)
-    return 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from llmnotes.sampling import check_prompt
+from llmnotes.sampling.decode import check_prompt
 
 _NEG = -1.0e9  # "impossible" without -inf arithmetic (as transformers does)
 

@@ -1,8 +1,10 @@
 """The ``llmnotes`` command (also ``python -m llmnotes``).
 
-Each subcommand lives in the module that implements its concept, which provides two functions:
-``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int``. This file only wires them up,
-importing a module when its subcommand is asked for, so ``llmnotes --help`` stays fast.
+Each subcommand has its own module here, ``llmnotes/cli/<name>.py``, with two functions:
+``add_<name>_arguments(parser)`` and ``run_<name>(args) -> int`` (``build-index``:
+``build_index``). The library modules hold no command-line code. This file only wires them up,
+importing a module when its subcommand is asked for, so ``llmnotes --help`` stays fast, and
+turns the errors a user can fix into one line (a bug keeps its traceback).
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tokenize": ("llmnotes.data", "train a tokenizer or encode text into a uint16 token file"),
-    "train": ("llmnotes.train", "pretrain a GPT on a text file or token file"),
-    "sample": ("llmnotes.sampling", "generate text from a model directory"),
-    "quantize": ("llmnotes.quantize", "quantize a model and report its size and perplexity"),
-    "export": ("llmnotes.gguf", "export a model to GGUF for llama.cpp"),
-    "serve": ("llmnotes.serve", "serve a model over an OpenAI-compatible HTTP API"),
-    "finetune": ("llmnotes.finetune", "finetune a model (classify, instruct, dpo; optional LoRA)"),
-    "ask": ("llmnotes.rag", "answer a question from the site's docs, with sources"),
+    "tokenize": ("llmnotes.cli.tokenize", "train a tokenizer or encode text into a uint16 token file"),
+    "train": ("llmnotes.cli.train", "pretrain a GPT on a text file or token file"),
+    "sample": ("llmnotes.cli.sample", "generate text from a model (a shipped name or a directory)"),
+    "quantize": ("llmnotes.cli.quantize", "quantize a model and report its size and perplexity"),
+    "export": ("llmnotes.cli.export", "export a model to GGUF for llama.cpp"),
+    "serve": ("llmnotes.cli.serve", "serve a model over an OpenAI-compatible HTTP API"),
+    "finetune": ("llmnotes.cli.finetune", "finetune a model (classify, instruct, dpo; optional LoRA)"),
+    "ask": ("llmnotes.cli.ask", "answer a question from the site's docs, with sources"),
+    "build-index": ("llmnotes.cli.build_index", "chunk the site's docs into the snapshot `ask` searches"),
 }
+
+
+def _py(command: str) -> str:
+    """The Python name of a command: ``build-index`` -> ``build_index``."""
+    return command.replace("-", "_")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -35,7 +43,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         # Only the chosen subcommand's module is imported to define its arguments.
         if name == wanted:
             module = importlib.import_module(module_name)
-            getattr(module, f"add_{name}_arguments")(p)
+            getattr(module, f"add_{_py(name)}_arguments")(p)
     return parser
 
 
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(getattr(module, f"run_{args.command}")(args) or 0)
+        return int(getattr(module, f"run_{_py(args.command)}")(args) or 0)
     except KeyboardInterrupt as err:
         # Ctrl-C: one line and the shell's conventional 128 + SIGINT. A command that keeps
         # something (train's last checkpoint) says so in the message it re-raises with.
@@ -62,15 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-# What a user can cause and fix: bad values, missing, unusable or full paths (OSError), a model
-# too big for memory, a run that diverged. TypeError is deliberately absent: here it means a bug,
-# and a bug keeps its traceback.
+# What a user can cause and fix: bad values (ValueError), missing, unusable or full paths
+# (OSError, FileNotFoundError among them), a model too big for memory, a run that diverged
+# (TrainingDiverged). TypeError, AttributeError, KeyError... are deliberately absent: here they
+# mean a bug, and a bug keeps its traceback.
 USER_ERRORS = (ValueError, OSError, MemoryError)
 
 
 def is_user_error(err: BaseException) -> bool:
     """True for errors the user caused (bad input, a diverged run), which print as one line."""
-    return isinstance(err, USER_ERRORS) or type(err).__name__ == "TrainingDiverged"
+    from llmnotes.train import TrainingDiverged
+
+    return isinstance(err, (*USER_ERRORS, TrainingDiverged))
 
 
 def one_line(err: BaseException) -> str:

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from llmnotes.processors import min_p_filter, top_k_filter, top_p_filter
-from llmnotes.sampling import check_prompt
+from llmnotes.sampling.decode import check_prompt
+from llmnotes.sampling.processors import min_p_filter, top_k_filter, top_p_filter
 
 
 @dataclass

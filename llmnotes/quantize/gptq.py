@@ -31,7 +31,9 @@ import contextlib
 import torch
 import torch.nn as nn
 
-from llmnotes.quantize import QuantizedLinear, absmax_quantize, fp16_scale, zeropoint_quantize
+from llmnotes.quantize.layers import QuantizedLinear
+from llmnotes.quantize.primitives import absmax_quantize, fp16_scale, zeropoint_quantize
+from llmnotes.utils import set_module
 
 @contextlib.contextmanager
 def _cpu_threads(n: int, device: torch.device):
@@ -261,7 +263,6 @@ def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], c
     live in numbered blocks) at the cost of O(blocks²) block evaluations; the paper's code
     instead stores every block's inputs and runs each block once.
     """
-    from llmnotes.utils import set_module
 
     groups: dict[str, list[tuple[str, nn.Linear]]] = {}
     for name, lin in layers:

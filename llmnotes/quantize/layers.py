@@ -1,0 +1,445 @@
+"""Quantized layers: drop-in replacements for ``nn.Linear`` and ``nn.Embedding``.
+
+``QuantizedLinear`` holds integer codes and scales; its readable forward dequantizes the weight
+and multiplies (on a CPU, int8 and 4-bit layers run integer kernels instead where they measure
+faster: ``llmnotes.qkernels``). ``NF4Linear`` (QLoRA's NormalFloat-4, Dettmers et al. 2023,
+arXiv:2305.14314) and ``LLMInt8Linear`` (LLM.int8() with 16-bit outlier columns, Dettmers et
+al. 2022, arXiv:2208.07339) are variants of it; ``QuantizedEmbedding`` stores a table in int8
+rows and can serve as the tied output layer too.
+
+Over 400 lines because it is four layer classes that share one kernel cache and one set of
+conventions (``init_args`` for saving, ``dequantize_weight`` for exporting); each class reads
+on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from llmnotes.quantize.primitives import (NF4_CODE, _check_bits, absmax_quantize, dequantize, fp16_scale,
+                                          nf4_quantize, pack_int4, unpack_int4, zeropoint_quantize)
+
+KERNELS = ("auto", "fast", "reference")
+
+# layer -> (stamp of its tensors, packed kernel callable); weak keys so a dropped layer frees its
+# packed copy, and kept outside the module so deepcopy/pickle never see the opaque packed object
+_PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+# ---------------------------------------------------------------------------------------------
+# 3. Quantized linear layers
+# ---------------------------------------------------------------------------------------------
+
+
+class QuantizedLinear(nn.Module):
+    """A linear layer whose weight is stored as 8- or 4-bit integer codes plus scales.
+
+    Each output row is cut into groups of ``group_size`` input columns; each group has an
+    fp16 scale (and, if asymmetric, a uint8 zero point). 4-bit codes are packed two per byte.
+    The readable forward pass (``forward_readable`` / ``forward_reference``) dequantizes the
+    weight and runs an ordinary matmul: correct, but it rebuilds a float weight on every call.
+    On a CPU, per-row int8 and grouped 4-bit layers instead run PyTorch's integer kernels
+    (``llmnotes.qkernels``) when no gradient is needed and the kernel measures faster for the
+    layer's shape; ``kernel`` / ``set_kernel`` choose (``"auto"``, ``"fast"``, ``"reference"``).
+    NF4 and LLM.int8() have no such CPU kernel in PyTorch and always take the readable path.
+
+    Build one with ``QuantizedLinear.from_linear(linear, bits, group_size, symmetric)`` or, for
+    codes someone else computed (GPTQ), ``QuantizedLinear.from_codes``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bits: int = 8, group_size: int | None = None,
+                 symmetric: bool = True, bias: bool = True) -> None:
+        super().__init__()
+        _check_bits(bits)
+        group_size = in_features if group_size is None else min(group_size, in_features)
+        if in_features % group_size:
+            raise ValueError(f"in_features={in_features} must be a multiple of group_size={group_size}")
+        if bits == 4 and in_features % 2:
+            raise ValueError(f"4-bit packing needs an even in_features, got {in_features}")
+        self.in_features, self.out_features = in_features, out_features
+        self.bits, self.group_size, self.symmetric = bits, group_size, symmetric
+        n_groups = in_features // group_size
+        code_dtype = torch.int8 if (bits == 8 and symmetric) else torch.uint8
+        width = in_features if bits == 8 else in_features // 2
+        self.register_buffer("qweight", torch.zeros(out_features, width, dtype=code_dtype))
+        self.register_buffer("scale", torch.ones(out_features, n_groups, dtype=torch.float16))
+        self.register_buffer("zero", None if symmetric else torch.zeros(out_features, n_groups, dtype=torch.uint8))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def extra_repr(self) -> str:
+        kind = "absmax" if self.symmetric else "zero-point"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
+                f"group_size={self.group_size}, {kind}, bias={self.bias is not None}")
+
+    def init_args(self) -> dict:
+        """Constructor arguments that rebuild an empty layer of this shape (for loading)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
+                "group_size": self.group_size, "symmetric": self.symmetric, "bias": self.bias is not None}
+
+    @classmethod
+    def from_codes(cls, codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int,
+                   group_size: int, bias: torch.Tensor | None) -> "QuantizedLinear":
+        """Wrap ready-made codes (out, in) — signed for symmetric 8-bit, else unsigned — and
+        per-group ``scale``/``zero`` (out, in // group_size)."""
+        out_f, in_f = codes.shape
+        layer = cls(in_f, out_f, bits, group_size, symmetric=zero is None, bias=bias is not None)
+        if bits == 4:
+            if zero is None:  # signed [-7, 7] → unsigned nibble by +8
+                codes = codes.to(torch.int16) + 8
+            layer.qweight.copy_(pack_int4(codes))
+        else:
+            layer.qweight.copy_(codes.to(layer.qweight.dtype))
+        layer.scale.copy_(scale.to(torch.float16))
+        if zero is not None:
+            layer.zero.copy_(zero.to(torch.uint8))
+        if bias is not None:
+            layer.bias.data.copy_(bias.detach().float())
+        return layer.to(codes.device)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, bits: int = 8, group_size: int | None = None,
+                    symmetric: bool = True) -> "QuantizedLinear":
+        """Round-to-nearest quantization of ``linear.weight`` (out, in), group by group."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        w = linear.weight.detach()
+        gs = linear.in_features if group_size is None else min(group_size, linear.in_features)
+        if linear.in_features % gs:
+            raise ValueError(f"group_size={group_size} must divide in_features={linear.in_features}")
+        # Round the scales to fp16 *before* computing the codes, so the codes match the stored
+        # scales and the half-step error bound holds for what is actually kept.
+        if symmetric:
+            _, s = absmax_quantize(w, bits, group_size=gs)
+            s = fp16_scale(s)
+            qmax = 2 ** (bits - 1) - 1
+            codes = torch.round(w.float() / s.repeat_interleave(gs, -1)).clamp(-qmax, qmax)
+            return cls.from_codes(codes, s, None, bits, gs, linear.bias)
+        _, s, _ = zeropoint_quantize(w, bits, group_size=gs)
+        s = fp16_scale(s)
+        lo = w.float().reshape(w.shape[0], -1, gs).amin(-1).clamp(max=0)
+        z = torch.round(-lo / s).clamp(0, 2 ** bits - 1)  # the zero point for the stored scale
+        codes = (torch.round(w.float() / s.repeat_interleave(gs, -1)) + z.repeat_interleave(gs, -1))
+        codes = codes.clamp(0, 2 ** bits - 1)
+        return cls.from_codes(codes, s, z, bits, gs, linear.bias)
+
+    def codes(self) -> torch.Tensor:
+        """Integer codes (out, in) as stored (unpacked), int16 to hold any of them."""
+        c = unpack_int4(self.qweight) if self.bits == 4 else self.qweight
+        return c.to(torch.int16)
+
+    def _offset(self) -> torch.Tensor | int:
+        if not self.symmetric:
+            return self.zero.to(torch.int16).repeat_interleave(self.group_size, -1)
+        return 8 if self.bits == 4 else 0  # 4-bit symmetric codes were shifted by +8 to pack
+
+    def dequantize_weight(self) -> torch.Tensor:
+        """The float32 weight (out, in) the codes stand for (vectorized)."""
+        scale = self.scale.float().repeat_interleave(self.group_size, -1)
+        return (self.codes() - self._offset()).float() * scale
+
+    def dequantize_weight_reference(self) -> torch.Tensor:
+        """Same as ``dequantize_weight``, one group at a time (readable, slow)."""
+        codes = self.codes()
+        w = torch.empty(self.out_features, self.in_features, device=codes.device)
+        for row in range(self.out_features):
+            for g in range(self.in_features // self.group_size):
+                cols = slice(g * self.group_size, (g + 1) * self.group_size)
+                if self.symmetric:
+                    offset = 8 if self.bits == 4 else 0
+                else:
+                    offset = int(self.zero[row, g])
+                w[row, cols] = (codes[row, cols] - offset).float() * float(self.scale[row, g])
+        return w
+
+    # "auto": the CPU kernel of llmnotes.qkernels where this format has one and it measures
+    # faster than the readable path for this shape; "fast": that kernel whenever it exists;
+    # "reference": always the readable path. Set per layer, or with set_kernel(model, ...).
+    kernel: str = "auto"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self._fast_path(x)
+        if fast is not None:
+            return fast(x)
+        return self.forward_readable(x)
+
+    def forward_readable(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass without a special kernel: dequantize (in effect), then matmul."""
+        if self.group_size == self.in_features and self.symmetric:
+            # One scale per output row factors out of the dot product: y = (x · q) * s.
+            y = F.linear(x, self.codes().to(x.dtype) - self._offset()) * self.scale.to(x.dtype).T
+            return y if self.bias is None else y + self.bias.to(x.dtype)
+        return self.forward_reference(x)
+
+    def kernel_name(self) -> str | None:
+        """``"int8"`` or ``"int4"`` if this layer's format has a CPU kernel in this PyTorch
+        build (see :mod:`llmnotes.qkernels`), else ``None``."""
+        from llmnotes import qkernels
+
+        if self.bits == 8 and self.symmetric and self.group_size == self.in_features and qkernels.int8_available():
+            return "int8"
+        if self.bits == 4 and self.group_size in qkernels.INT4_GROUP_SIZES and qkernels.int4_available():
+            return "int4"
+        return None
+
+    def _fast_path(self, x: torch.Tensor):
+        """The packed kernel to run ``x`` through, or None for the readable path."""
+        if self.kernel == "reference" or x.device.type != "cpu" or self.qweight.device.type != "cpu":
+            return None
+        if torch.compiler.is_compiling():
+            return None
+        needs_grad = x.requires_grad or (self.bias is not None and self.bias.requires_grad)
+        if torch.is_grad_enabled() and needs_grad:
+            return None  # the kernels have no backward; QLoRA-style training takes the readable path
+        name = self.kernel_name()
+        if name is None:
+            return None
+        fast = self._packed(name)
+        if self.kernel == "fast":
+            return fast
+        from llmnotes.fast_linear import pick_fastest
+
+        x1 = torch.randn(1, self.in_features, dtype=x.dtype)
+        key = ("qlinear", name, self.out_features, self.in_features, self.group_size, x.dtype)
+        with torch.no_grad():
+            chosen, _ = pick_fastest(key, {"readable": lambda: self.forward_readable(x1), name: lambda: fast(x1)},
+                                     baseline="readable")
+        return fast if chosen == name else None
+
+    def _packed(self, name: str):
+        """A callable running the ``name`` kernel on this layer's weight, packed once and
+        repacked if the codes, scales or bias change (e.g. after ``load_state_dict``)."""
+        from llmnotes import qkernels
+
+        tensors = [t for t in (self.qweight, self.scale, self.zero, self.bias) if t is not None]
+        stamp = tuple((t.data_ptr(), t._version) for t in tensors)
+        cached = _PACKED.get(self)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        if name == "int8":
+            packed = qkernels.int8_pack(self.qweight, self.scale.float(), self.bias)
+            fn = lambda x: qkernels.int8_linear(x, packed)  # noqa: E731
+        else:
+            zero = self.zero if self.zero is not None else torch.full_like(self.scale, 8, dtype=torch.uint8)
+            packed = qkernels.int4_pack(self.codes(), self.scale.float(), zero, self.group_size)
+            fn = lambda x: qkernels.int4_linear(x, packed, self.group_size, self.bias)  # noqa: E731
+        _PACKED[self] = (stamp, fn)
+        return fn
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Dequantize, then an ordinary matmul."""
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantize_weight().to(x.dtype), bias)
+
+
+class NF4Linear(QuantizedLinear):
+    """4-bit NormalFloat weights (QLoRA): blocks of 64 values share one absmax.
+
+    With ``double_quant`` the fp32 absmax constants are themselves quantized: their mean is
+    subtracted and the rest stored as int8 with one fp32 scale per 256 constants (QLoRA uses an
+    8-bit float code for this step; a linear int8 code is used here, which costs the same bits).
+    That cuts the constants from 32/64 = 0.5 to 8/64 + 32/(64·256) ≈ 0.127 bits per weight.
+    """
+
+    def __init__(self, in_features: int, out_features: int, block_size: int = 64,
+                 double_quant: bool = False, dq_block_size: int = 256, bias: bool = True) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = in_features, out_features
+        self.bits, self.block_size, self.double_quant, self.dq_block_size = 4, block_size, double_quant, dq_block_size
+        n = in_features * out_features
+        n_blocks = math.ceil(n / block_size)
+        self.register_buffer("qweight", torch.zeros(n_blocks * block_size // 2, dtype=torch.uint8))
+        if double_quant:
+            n_dq = math.ceil(n_blocks / dq_block_size)
+            self.register_buffer("absmax_q", torch.zeros(n_blocks, dtype=torch.int8))
+            self.register_buffer("absmax_scale", torch.ones(n_dq, dtype=torch.float32))
+            self.register_buffer("absmax_mean", torch.zeros((), dtype=torch.float32))
+        else:
+            self.register_buffer("absmax", torch.ones(n_blocks, dtype=torch.float32))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, nf4, "
+                f"block_size={self.block_size}, double_quant={self.double_quant}")
+
+    def init_args(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "block_size": self.block_size,
+                "double_quant": self.double_quant, "dq_block_size": self.dq_block_size, "bias": self.bias is not None}
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, block_size: int = 64, double_quant: bool = False,
+                    dq_block_size: int = 256) -> "NF4Linear":
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        layer = cls(linear.in_features, linear.out_features, block_size, double_quant, dq_block_size,
+                    bias=linear.bias is not None).to(linear.weight.device)
+        idx, absmax = nf4_quantize(linear.weight, block_size)
+        layer.qweight.copy_(pack_int4(idx.flatten()))
+        if double_quant:
+            mean = absmax.mean()
+            centred = F.pad(absmax - mean, (0, (-absmax.numel()) % dq_block_size))
+            q, s = absmax_quantize(centred, bits=8, group_size=dq_block_size)
+            layer.absmax_q.copy_(q[: absmax.numel()])
+            layer.absmax_scale.copy_(s)
+            layer.absmax_mean.copy_(mean)
+        else:
+            layer.absmax.copy_(absmax)
+        if linear.bias is not None:
+            layer.bias.data.copy_(linear.bias.detach().float())
+        return layer
+
+    def block_absmax(self) -> torch.Tensor:
+        """The per-block absmax constants (n_blocks,), undoing the double quantization."""
+        if not self.double_quant:
+            return self.absmax
+        n = self.absmax_q.numel()
+        q = F.pad(self.absmax_q, (0, (-n) % self.dq_block_size))
+        return dequantize(q, self.absmax_scale, group_size=self.dq_block_size)[:n] + self.absmax_mean
+
+    def dequantize_weight(self) -> torch.Tensor:
+        idx = unpack_int4(self.qweight).long().view(-1, self.block_size)  # (n_blocks, block)
+        w = NF4_CODE.to(idx.device)[idx] * self.block_absmax()[:, None]
+        return w.flatten()[: self.in_features * self.out_features].view(self.out_features, self.in_features)
+
+    def dequantize_weight_reference(self) -> torch.Tensor:
+        idx = unpack_int4(self.qweight).tolist()
+        absmax = self.block_absmax().tolist()
+        n = self.in_features * self.out_features
+        values = [NF4_CODE[idx[i]].item() * absmax[i // self.block_size] for i in range(n)]
+        return torch.tensor(values).view(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_reference(x)
+
+
+class LLMInt8Linear(QuantizedLinear):
+    """LLM.int8(): int8 matmul for ordinary features, 16-bit matmul for outlier features.
+
+    A handful of hidden dimensions carry activations far larger than the rest (|x| > 6 is the
+    paper's threshold); quantizing them with the others would blow up every row's scale.
+    The outlier *input columns* are found once, from calibration activations (bitsandbytes
+    instead looks at every batch at run time); their weight columns are kept in fp16 and
+    multiplied in 16-bit. The rest use vector-wise int8: one absmax scale per row of X (per
+    token) and per row of W (per output), an int32-accumulated integer matmul, and the outer
+    product of the two scales to bring the result back to float.
+    """
+
+    def __init__(self, in_features: int, out_features: int, n_outliers: int = 0, bias: bool = True) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features, self.bits = in_features, out_features, 8
+        self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features, 1, dtype=torch.float32))
+        self.register_buffer("outlier_idx", torch.zeros(n_outliers, dtype=torch.int32))
+        self.register_buffer("outlier_weight", torch.zeros(out_features, n_outliers, dtype=torch.float16))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"outlier_columns={self.outlier_idx.numel()}")
+
+    def init_args(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "n_outliers": self.outlier_idx.numel(), "bias": self.bias is not None}
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, outlier_columns: Iterable[int] = ()) -> "LLMInt8Linear":
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        cols = sorted({int(c) for c in outlier_columns})
+        if cols and not (0 <= cols[0] and cols[-1] < linear.in_features):
+            raise ValueError(f"outlier_columns must be in [0, {linear.in_features}), got {cols}")
+        w = linear.weight.detach().float()
+        layer = cls(linear.in_features, linear.out_features, len(cols), bias=linear.bias is not None).to(w.device)
+        idx = torch.tensor(cols, dtype=torch.long, device=w.device)
+        regular = w.clone()
+        regular[:, idx] = 0.0  # these columns live in fp16 instead
+        q, s = absmax_quantize(regular, bits=8, dim=1)
+        layer.qweight.copy_(q)
+        layer.scale.copy_(s)
+        layer.outlier_idx.copy_(idx.to(torch.int32))
+        layer.outlier_weight.copy_(w[:, idx].half())
+        if linear.bias is not None:
+            layer.bias.data.copy_(linear.bias.detach().float())
+        return layer
+
+    def dequantize_weight(self) -> torch.Tensor:
+        w = self.qweight.float() * self.scale
+        w[:, self.outlier_idx.long()] = self.outlier_weight.float()
+        return w
+
+    dequantize_weight_reference = dequantize_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features).float()  # (N, in)
+        idx = self.outlier_idx.long()
+        # 16-bit part: outlier features times their fp16 weight columns (fp16 values, computed in
+        # fp32 here because CPUs lack fast fp16 matmuls; on a GPU this is an fp16 GEMM).
+        y = x2[:, idx].half().float() @ self.outlier_weight.float().T  # (N, out)
+        # int8 part: vector-wise absmax of X's rows, int8 codes, integer matmul.
+        xr = x2.clone()
+        xr[:, idx] = 0.0
+        xq, sx = absmax_quantize(xr, bits=8, dim=1)  # (N, in) int8, (N, 1)
+        # float64 holds every int32 partial sum exactly (|sum| < 127² · in ≪ 2**53), and is
+        # fast on CPUs, unlike integer matmuls; on a GPU this is an int8 GEMM (torch._int_mm).
+        acc = xq.double() @ self.qweight.double().T  # (N, out) exact integer sums
+        y = y + (acc * (sx.double() * self.scale.double().T)).float()
+        if self.bias is not None:
+            y = y + self.bias.float()
+        return y.to(x.dtype).view(*shape[:-1], self.out_features)
+
+    forward_reference = forward
+
+
+class QuantizedEmbedding(nn.Module):
+    """An embedding table stored as int8 rows with one fp16 absmax scale per row.
+
+    A lookup dequantizes only the rows it reads. ``weight`` is an empty float placeholder so that
+    code asking a model for its parameters' device and dtype keeps working; the table itself is
+    ``qweight`` (num_embeddings, dim) int8 and ``scale`` (num_embeddings, 1). The layout is the
+    same as a per-channel int8 ``QuantizedLinear`` of shape (out=num_embeddings, in=dim), so a
+    tied output layer can share these very tensors (see ``tied_head``).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.register_buffer("qweight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(num_embeddings, 1, dtype=torch.float16))
+        self.weight = nn.Parameter(torch.empty(0), requires_grad=False)  # device/dtype placeholder
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
+
+    def init_args(self) -> dict:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
+    @classmethod
+    def from_embedding(cls, emb: nn.Embedding) -> "QuantizedEmbedding":
+        if not isinstance(emb, nn.Embedding):
+            raise TypeError(f"emb must be an nn.Embedding, got {type(emb).__name__}")
+        w = emb.weight.detach()
+        layer = cls(emb.num_embeddings, emb.embedding_dim).to(w.device)
+        _, s = absmax_quantize(w, bits=8, dim=1)
+        s = fp16_scale(s)
+        layer.qweight.copy_(torch.round(w.float() / s).clamp(-127, 127).to(torch.int8))
+        layer.scale.copy_(s.half())
+        layer.weight.data = layer.weight.data.to(device=w.device, dtype=w.dtype)
+        return layer
+
+    def tied_head(self) -> QuantizedLinear:
+        """An output layer (dim → num_embeddings) that shares this table's codes and scales."""
+        head = QuantizedLinear(self.embedding_dim, self.num_embeddings, bits=8, bias=False)
+        head.qweight, head.scale = self.qweight, self.scale  # the same tensors: stored once
+        return head
+
+    def dequantize_weight(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale.float()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        rows = self.qweight[idx].to(self.weight.dtype)  # (..., dim)
+        return rows * self.scale[idx].to(self.weight.dtype)
