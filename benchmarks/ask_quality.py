@@ -26,10 +26,10 @@ import json
 import platform
 from pathlib import Path
 
-from llmnotes.dense import default_embedder, embeddings_available
-from llmnotes.extractive import extract_answer
+from llmnotes.rag.dense import default_embedder, embeddings_available
+from llmnotes.rag.extractive import extract_answer
 from llmnotes.rag import build_retriever, load_site_chunks
-from llmnotes.retrieval_eval import load_eval_set
+from llmnotes.rag.metrics import load_eval_set
 from llmnotes.utils import atomic_write_text
 
 OUT = Path(__file__).parent / "results" / "ask_quality.json"

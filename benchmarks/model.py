@@ -27,7 +27,7 @@ import time
 import torch
 
 from llmnotes import GPT, GPTConfig, qkernels
-from llmnotes.bf16 import MasterWeights
+from llmnotes.train.bf16 import MasterWeights
 from llmnotes.model import lm_loss
 from llmnotes.utils import autocast, pick_device
 

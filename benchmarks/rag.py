@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmnotes.bm25 import BM25
+from llmnotes.rag.bm25 import BM25
 from llmnotes.utils import atomic_write_text
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -116,7 +116,7 @@ def speed(n_docs: int, n_queries: int) -> str:
 
 def quality() -> str:
     from llmnotes.rag import compare_retrievers
-    from llmnotes.retrieval_eval import load_eval_set, results_table
+    from llmnotes.rag.metrics import load_eval_set, results_table
 
     questions = load_eval_set()
     n, n_sec = len(questions), sum(bool(q.anchors) for q in questions)

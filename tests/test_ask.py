@@ -12,9 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # pytest-markdown-docs imports test files without it
 from serve_fixtures import nano_model, tokenizer  # noqa: E402
 
-from llmnotes.chunking import Chunk  # noqa: E402
+from llmnotes.rag.chunking import Chunk  # noqa: E402
 from llmnotes.cli import main  # noqa: E402
-from llmnotes.extractive import extract_answer, sentences  # noqa: E402
+from llmnotes.rag.extractive import extract_answer, sentences  # noqa: E402
 from llmnotes.rag import load_site_chunks  # noqa: E402
 
 QUESTION = "What does the KV cache store?"

@@ -1,4 +1,4 @@
-"""bf16 training with float32 master weights (llmnotes.bf16) against float32 training.
+"""bf16 training with float32 master weights (llmnotes.train.bf16) against float32 training.
 
 Tolerance: over 30 steps of the shipped corpus, every bf16-master loss stays within 2% of the
 float32 run's loss at the same step (bf16 rounds activations and gradients to 8 mantissa bits;
@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from llmnotes import GPT, GPTConfig
-from llmnotes import bf16 as bf16_mod
-from llmnotes.bf16 import MasterWeights, choose_precision
+from llmnotes.train import bf16 as bf16_mod
+from llmnotes.train.bf16 import MasterWeights, choose_precision
 from llmnotes.data import load_tokens
 from llmnotes.train import Trainer, TrainConfig
 

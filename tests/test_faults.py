@@ -450,7 +450,7 @@ def test_diverged_training_prints_one_line(tmp_path, capsys):
 
 
 def test_stale_checkpoint_temp_folders_are_removed_and_live_runs_protected(tmp_path):
-    from llmnotes import checkpoint as ckpt
+    from llmnotes.train import checkpoint as ckpt
 
     root = tmp_path / "checkpoints"
     (root / ".step-0000005.abcd").mkdir(parents=True)
@@ -462,7 +462,7 @@ def test_stale_checkpoint_temp_folders_are_removed_and_live_runs_protected(tmp_p
     assert (root / "step-0000004").is_dir()  # real checkpoints stay
     assert not handle.closed
     # another process cannot claim the directory while this one holds it
-    probe = ("import sys; from llmnotes import checkpoint as c\n"
+    probe = ("import sys; from llmnotes.train import checkpoint as c\n"
              "try:\n    c.claim(sys.argv[1])\nexcept ValueError as e:\n    print('refused', e)")
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True,
                          env=ENV, cwd=ROOT, timeout=60).stdout
@@ -516,7 +516,7 @@ def test_ctrl_c_in_sample_exits_130(tmp_path):
 
 def test_kill_during_checkpoint_save_leaves_a_loadable_checkpoint(tmp_path):
     """``kill -9`` at many moments of a run that saves every step: what is left always loads."""
-    from llmnotes import checkpoint as ckpt
+    from llmnotes.train import checkpoint as ckpt
 
     out = tmp_path / "o"
     for i in range(3):

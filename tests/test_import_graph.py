@@ -83,8 +83,10 @@ LAYERS: dict[str, int] = {
     "llmnotes.sampling.speculative": MIDDLE,
     # train
     "llmnotes.train": MIDDLE,
-    "llmnotes.checkpoint": MIDDLE,
-    "llmnotes.bf16": MIDDLE,
+    "llmnotes.train.config": MIDDLE,
+    "llmnotes.train.trainer": MIDDLE,
+    "llmnotes.train.checkpoint": MIDDLE,
+    "llmnotes.train.bf16": MIDDLE,
     # quantize (its __init__ re-exports convert's export_gguf: same layer, no cycle)
     "llmnotes.quantize": MIDDLE,
     "llmnotes.quantize.primitives": MIDDLE,
@@ -105,22 +107,25 @@ LAYERS: dict[str, int] = {
     "llmnotes.lora": APPS,
     # rag
     "llmnotes.rag": APPS,
-    "llmnotes.bm25": APPS,
-    "llmnotes.chunking": APPS,
-    "llmnotes.dense": APPS,
-    "llmnotes.extractive": APPS,
-    "llmnotes.retrieval_eval": APPS,
-    "llmnotes.knowledge_graph": APPS,
+    "llmnotes.rag.pipeline": APPS,
+    "llmnotes.rag.__main__": CLI,  # `python -m llmnotes.rag`: an entry point, like llmnotes.__main__
+    "llmnotes.rag.bm25": APPS,
+    "llmnotes.rag.chunking": APPS,
+    "llmnotes.rag.dense": APPS,
+    "llmnotes.rag.extractive": APPS,
+    "llmnotes.rag.metrics": APPS,
+    "llmnotes.rag.knowledge_graph": APPS,
     # the one loader: a shipped name, a model directory, a quantized directory or a LoRA adapter,
     # so it sits above quantize (load_quantized) and finetune (adapters). The file stays at the
     # package root beside the model, where a reader looks for it.
     "llmnotes.pretrained": APPS,
     # serve
     "llmnotes.serve": SERVE,
-    "llmnotes.serve_engine": SERVE,
-    "llmnotes.serve_protocol": SERVE,
-    "llmnotes.serve_limits": SERVE,
-    "llmnotes.serve_metrics": SERVE,
+    "llmnotes.serve.app": SERVE,
+    "llmnotes.serve.engine": SERVE,
+    "llmnotes.serve.protocol": SERVE,
+    "llmnotes.serve.limits": SERVE,
+    "llmnotes.serve.metrics": SERVE,
     # the command line
     "llmnotes.cli": CLI,
     "llmnotes.cli.ask": CLI,

@@ -1,10 +1,10 @@
-"""llmnotes.knowledge_graph: entity patterns, co-occurrence weights, neighbours, expansion."""
+"""llmnotes.rag.knowledge_graph: entity patterns, co-occurrence weights, neighbours, expansion."""
 
 import math
 
 import pytest
 
-from llmnotes.knowledge_graph import KnowledgeGraph, extract_entities, split_sentences
+from llmnotes.rag.knowledge_graph import KnowledgeGraph, extract_entities, split_sentences
 
 TEXTS = ["QLoRA stores the base model in NF4. LoRA adds adapters. QLoRA builds on LoRA and NF4.",
          "GPTQ is a post-training quantizer. GPTQ and NF4 both make weights smaller on a GPU.",

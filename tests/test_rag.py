@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmnotes.bm25 import BM25, Analyzer, Hit, s_stem, top_k
-from llmnotes.chunking import Chunk, chunk_markdown, heading_anchor, load_chunks, slugify
-from llmnotes.dense import reciprocal_rank_fusion
+from llmnotes.rag.bm25 import BM25, Analyzer, Hit, s_stem, top_k
+from llmnotes.rag.chunking import Chunk, chunk_markdown, heading_anchor, load_chunks, slugify
+from llmnotes.rag.dense import reciprocal_rank_fusion
 from llmnotes.rag import SITE_DOCS, SNAPSHOT_OPTIONS, build_prompt, chunk_docs
-from llmnotes.retrieval_eval import (EVAL_SET, load_eval_set, mrr, ndcg_at_k, pages_of,
+from llmnotes.rag.metrics import (EVAL_SET, load_eval_set, mrr, ndcg_at_k, pages_of,
                                      recall_at_k)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,7 +391,7 @@ def test_snapshot_roundtrip(tmp_path):
 
 def test_evaluate_and_table_on_a_toy_site():
     from llmnotes.rag import ask, build_retriever
-    from llmnotes.retrieval_eval import EvalQuestion, evaluate, results_table
+    from llmnotes.rag.metrics import EvalQuestion, evaluate, results_table
     chunks = [Chunk("bm25 ranks by shared words and idf", "rag/bm25.md", "a", "BM25", "BM25"),
               Chunk("embeddings map text to vectors", "rag/dense.md", "b", "Dense", "Dense"),
               Chunk("more about idf and term frequency", "rag/bm25.md", "c", "BM25", "Idf")]
@@ -419,8 +419,8 @@ def test_evaluate_and_table_on_a_toy_site():
     assert a.text == "2 sources" and a.prompt.sources[0].anchor in {"a", "c"}
 
 
-@pytest.mark.parametrize("module", ["llmnotes.bm25", "llmnotes.chunking", "llmnotes.retrieval_eval",
-                                    "llmnotes.knowledge_graph"])
+@pytest.mark.parametrize("module", ["llmnotes.rag.bm25", "llmnotes.rag.chunking", "llmnotes.rag.metrics",
+                                    "llmnotes.rag.knowledge_graph"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 
-from llmnotes.bm25 import BM25
-from llmnotes.dense import DenseRetriever, EmbeddingCache, HybridRetriever
+from llmnotes.rag.bm25 import BM25
+from llmnotes.rag.dense import DenseRetriever, EmbeddingCache, HybridRetriever
 from llmnotes.rag import generate_endpoint
 
 
@@ -215,8 +215,8 @@ def test_ask_command_prints_sources(capsys):
 
 def test_shipped_vectors_cover_the_eval_questions():
     """The package ships MiniLM vectors of its docs snapshot and eval questions (fp16)."""
-    from llmnotes.dense import SITE_EMBEDDINGS
-    from llmnotes.retrieval_eval import load_eval_set
+    from llmnotes.rag.dense import SITE_EMBEDDINGS
+    from llmnotes.rag.metrics import load_eval_set
     with np.load(SITE_EMBEDDINGS, allow_pickle=False) as data:
         keys = {k.decode() for k in data["keys"]}
         vectors = data["vectors"]

@@ -11,10 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # pytest-markdown-docs imports test files without it
 from serve_fixtures import nano_model, reference_greedy, tokenizer  # noqa: E402
 
-from llmnotes.serve_engine import Engine, ResponseCache, Result, TextStream, common_prefix  # noqa: E402
-from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimiter, TokenBucket  # noqa: E402
+from llmnotes.serve.engine import Engine, ResponseCache, Result, TextStream, common_prefix  # noqa: E402
+from llmnotes.serve.limits import Admission, QueueFull, QueueTimeout, RateLimiter, TokenBucket  # noqa: E402
 from llmnotes.prompting import ChatTemplate  # noqa: E402
-from llmnotes.serve_protocol import (APIError, SamplingParams, parse_chat_request,  # noqa: E402
+from llmnotes.serve.protocol import (APIError, SamplingParams, parse_chat_request,  # noqa: E402
                                      parse_completion_request)
 
 

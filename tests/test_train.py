@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from llmnotes import checkpoint as ckpt
+from llmnotes.train import checkpoint as ckpt
 from llmnotes.model import GPT, GPTConfig
 from llmnotes.data import TokenDataset
 from llmnotes.train import (EpochSampler, Trainer, TrainConfig, TrainingDiverged, lr_at,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmnotes import checkpoint as ckpt
+from llmnotes.train import checkpoint as ckpt
 from llmnotes.cli import main
 from llmnotes.model import GPT
 

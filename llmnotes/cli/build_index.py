@@ -28,7 +28,7 @@ def run_build_index(args: argparse.Namespace) -> int:
     n = build_docs_snapshot(args.docs_dir, args.out, **SNAPSHOT_OPTIONS)
     print(f"wrote {n} chunks to {args.out}")
     if args.embed:
-        from llmnotes.retrieval_eval import load_eval_set
+        from llmnotes.rag.metrics import load_eval_set
 
         texts = [c.search_text for c in load_chunks(args.out)]
         texts += [q.question for q in load_eval_set()]

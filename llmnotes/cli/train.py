@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from llmnotes import checkpoint as ckpt
+from llmnotes.train import checkpoint as ckpt
 from llmnotes.cli.common import add_config_arguments, config_from_args
 from llmnotes.data import read_tokens
 from llmnotes.train import DTYPES, TRAIN_DTYPES, Trainer, TrainConfig

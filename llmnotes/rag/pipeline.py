@@ -1,14 +1,7 @@
-"""Retrieval-augmented generation: retrieve chunks of the site, cite them, answer from them.
+"""The RAG pipeline: retrieve chunks of the site, cite them, answer from them.
 
-The retrieval pieces live in their own modules and are re-exported here:
-
-- :mod:`llmnotes.chunking`: Markdown pages -> :class:`Chunk` (page, heading anchor, title).
-- :mod:`llmnotes.bm25`: :class:`Analyzer`, :class:`BM25` (Lucene idf, inverted index).
-- :mod:`llmnotes.dense`: :class:`DenseRetriever` (MiniLM, cosine, optional FAISS),
-  :func:`reciprocal_rank_fusion`, :class:`HybridRetriever`.
-- :mod:`llmnotes.retrieval_eval`: :func:`recall_at_k`, :func:`mrr`, :func:`ndcg_at_k`.
-
-This module adds the generation half: :func:`build_prompt` numbers the retrieved chunks
+The retrieval pieces (chunking, BM25, dense and hybrid retrievers, metrics) are the other modules
+of :mod:`llmnotes.rag`. This module adds the generation half: :func:`build_prompt` numbers the retrieved chunks
 ``[1]``, ``[2]``... under a token budget (lowest-ranked chunks dropped first), and
 :func:`generate_local` / :func:`generate_endpoint` produce the answer from the shipped tiny
 model or any OpenAI-compatible server. The commands ``llmnotes ask`` and ``llmnotes build-index``
@@ -18,43 +11,22 @@ model or any OpenAI-compatible server. The commands ``llmnotes ask`` and ``llmno
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-
-from llmnotes.bm25 import STOP_WORDS, BM25, Analyzer, Hit, s_stem
-from llmnotes.chunking import (Chunk, build_docs_snapshot, chunk_docs,
-                               chunk_markdown, heading_anchor, load_chunks, slugify)
-from llmnotes.dense import (SITE_EMBEDDINGS, DenseRetriever, EmbeddingCache,
-                            HybridRetriever, default_embedder, embeddings_available,
-                            reciprocal_rank_fusion)
-from llmnotes.extractive import extract_answer, format_quotes
-from llmnotes.retrieval_eval import mrr, ndcg_at_k, recall_at_k
+from llmnotes.rag.bm25 import BM25, Hit
+from llmnotes.rag.chunking import Chunk, chunk_docs, load_chunks
+from llmnotes.rag.dense import DenseRetriever, HybridRetriever, embeddings_available
 # Retrieved text is untrusted: a page that contains ``<|endoftext|>`` (the tokenization page does)
 # must not become the real end-of-text token in a prompt, so it is encoded as plain text.
 from llmnotes.tokenizer import encode_text as encode_plain
 from llmnotes.tokenizer import load_tokenizer
 
-__all__ = [
-    # chunks and the shipped snapshot
-    "Chunk", "chunk_docs", "chunk_markdown", "heading_anchor", "slugify", "build_docs_snapshot", "load_chunks",
-    "SITE_DOCS", "SNAPSHOT_OPTIONS", "load_site_chunks",
-    # retrievers
-    "Analyzer", "BM25", "Hit", "STOP_WORDS", "s_stem", "DenseRetriever", "HybridRetriever", "EmbeddingCache",
-    "SITE_EMBEDDINGS", "default_embedder", "embeddings_available", "reciprocal_rank_fusion",
-    "build_retriever", "compare_retrievers",
-    # metrics
-    "recall_at_k", "mrr", "ndcg_at_k",
-    # prompts and answers
-    "encode_plain", "token_counter", "shipped_tokenizer", "Prompt", "build_prompt", "INSTRUCTIONS",
-    "generate_local", "generate_endpoint", "Answer", "ask", "extract_answer", "format_quotes",
-]
 
-SITE_DOCS = Path(__file__).parent / "assets" / "site_docs.jsonl"
+SITE_DOCS = Path(__file__).resolve().parents[1] / "assets" / "site_docs.jsonl"
 #: How the shipped snapshot is chunked (characters), and which pages it leaves out: the
 #: glossary, flashcards and reading list restate other pages in summary and link to them, so
 #: a question should retrieve (and cite) the section that explains, not the summary.
@@ -97,10 +69,10 @@ def compare_retrievers(chunks: Sequence[Chunk] | None = None, questions=None,
     """Evaluate BM25, dense, hybrid and hybrid + rerank on the site's evaluation set.
 
     Returns ``{retriever: {"recall@1", "recall@5", "MRR", "nDCG@10"}}`` at ``level``
-    ``"page"`` or ``"section"`` (see :func:`llmnotes.retrieval_eval.evaluate`). Dense vectors
+    ``"page"`` or ``"section"`` (see :func:`llmnotes.rag.metrics.evaluate`). Dense vectors
     come from the on-disk cache after the first run.
     """
-    from llmnotes.retrieval_eval import evaluate, load_eval_set
+    from llmnotes.rag.metrics import evaluate, load_eval_set
 
     chunks = list(chunks) if chunks is not None else load_site_chunks()
     questions = questions if questions is not None else load_eval_set()
@@ -280,9 +252,3 @@ def ask(question: str, retriever, chunks: Sequence[Chunk], *, k: int = 5,
 def shipped_tokenizer():
     """The package's BPE tokenizer (the tiny model's): counts prompt tokens."""
     return load_tokenizer()
-
-
-if __name__ == "__main__":  # `python -m llmnotes.rag build-index DOCS_DIR [OUT]`, as CI has always run it
-    from llmnotes.cli import main
-
-    sys.exit(main(sys.argv[1:]))

@@ -84,7 +84,7 @@ class KnowledgeGraph:
 
     @classmethod
     def from_chunks(cls, chunks) -> "KnowledgeGraph":
-        """The graph of :class:`~llmnotes.chunking.Chunk` texts; is-a facts cite chunk URLs."""
+        """The graph of :class:`~llmnotes.rag.chunking.Chunk` texts; is-a facts cite chunk URLs."""
         return cls.from_texts([c.text for c in chunks], [c.url for c in chunks])
 
     def __contains__(self, entity: str) -> bool:

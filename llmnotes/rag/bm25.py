@@ -136,7 +136,7 @@ class BM25:
 
     Args:
         docs: the corpus: strings (analysed with ``analyzer``), pre-tokenised lists of terms,
-            or :class:`~llmnotes.chunking.Chunk` objects (their ``search_text`` is indexed).
+            or :class:`~llmnotes.rag.chunking.Chunk` objects (their ``search_text`` is indexed).
         k1: term-frequency saturation, ``>= 0`` (0 ignores repeats entirely).
         b: length normalisation in ``[0, 1]`` (0: none, 1: full).
         analyzer: text -> terms; default :class:`Analyzer()`.

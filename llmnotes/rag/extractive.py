@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from llmnotes.chunking import Chunk
+from llmnotes.rag.chunking import Chunk
 
 _DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -85,7 +85,7 @@ def sentences(markdown: str, min_words: int = 5, max_words: int = 80) -> list[st
 
 
 def _bm25_scores(question: str, texts: list[str]) -> np.ndarray:
-    from llmnotes.bm25 import BM25
+    from llmnotes.rag.bm25 import BM25
 
     return BM25(texts).scores(question)
 

@@ -27,7 +27,7 @@ from typing import Collection, Mapping, Sequence
 __all__ = ["recall_at_k", "mrr", "ndcg_at_k", "EvalQuestion", "load_eval_set", "pages_of",
            "sections_of", "evaluate", "results_table", "EVAL_SET"]
 
-EVAL_SET = Path(__file__).parent / "assets" / "rag_eval.jsonl"
+EVAL_SET = Path(__file__).resolve().parents[1] / "assets" / "rag_eval.jsonl"
 
 
 def _check(rankings, relevant, k=None) -> None:

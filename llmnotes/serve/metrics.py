@@ -73,7 +73,7 @@ class RequestRecord:
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
     def account(self, result) -> None:
-        """Take the counts of a finished generation (an :class:`llmnotes.serve_engine.Result`)."""
+        """Take the counts of a finished generation (an :class:`llmnotes.serve.engine.Result`)."""
         self.completion_tokens, self.finish_reason = len(result.token_ids), result.finish_reason
         self.prefix_hit = result.prefix_hit
         self.metrics.prefix_tokens.inc(result.prefix_hit)

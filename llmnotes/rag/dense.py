@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from llmnotes.bm25 import BM25, Hit, _check_k, _text_of, top_k
+from llmnotes.rag.bm25 import BM25, Hit, _check_k, _text_of, top_k
 from llmnotes.utils import atomic_path
 
 __all__ = ["EmbeddingCache", "SentenceTransformerEmbedder", "default_embedder",
@@ -38,7 +38,7 @@ __all__ = ["EmbeddingCache", "SentenceTransformerEmbedder", "default_embedder",
 EmbedFn = Callable[[list[str]], np.ndarray]
 #: MiniLM vectors of the shipped docs snapshot and eval questions (fp16), so a fresh install
 #: need not embed the whole site: see ``python -m llmnotes.rag build-index --embed``.
-SITE_EMBEDDINGS = Path(__file__).parent / "assets" / "site_docs.minilm.npz"
+SITE_EMBEDDINGS = Path(__file__).resolve().parents[1] / "assets" / "site_docs.minilm.npz"
 
 
 def default_cache_dir() -> Path:
@@ -278,7 +278,7 @@ class HybridRetriever:
     document far ahead on one signal is not flattened to "rank 1".
 
     Args:
-        bm25: a :class:`~llmnotes.bm25.BM25` over the corpus.
+        bm25: a :class:`~llmnotes.rag.bm25.BM25` over the corpus.
         dense: a :class:`DenseRetriever` over the same corpus, in the same order.
     """
 

@@ -56,7 +56,7 @@ def bad_request(param: str, message: str, code: str = "invalid_value") -> APIErr
 
 @dataclass
 class SamplingParams:
-    """How to pick the next tokens; the engine (:mod:`llmnotes.serve_engine`) reads these."""
+    """How to pick the next tokens; the engine (:mod:`llmnotes.serve.engine`) reads these."""
 
     max_tokens: int = 16
     temperature: float = 1.0

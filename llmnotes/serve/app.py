@@ -22,9 +22,9 @@ predictable; real engines (vLLM, TGI) instead batch many requests into every ste
 batching"). ``max_concurrent > 1`` runs several loops in parallel threads.
 
 Run it with ``llmnotes serve`` (see :func:`add_serve_arguments`). The pieces live beside it:
-:mod:`llmnotes.serve_protocol` (request validation, chat templates, response shapes),
-:mod:`llmnotes.serve_engine` (the decode loop, streaming text, prefix and response caches),
-:mod:`llmnotes.serve_limits` (rate limits, the bounded queue) and :mod:`llmnotes.serve_metrics`
+:mod:`llmnotes.serve.protocol` (request validation, chat templates, response shapes),
+:mod:`llmnotes.serve.engine` (the decode loop, streaming text, prefix and response caches),
+:mod:`llmnotes.serve.limits` (rate limits, the bounded queue) and :mod:`llmnotes.serve.metrics`
 (Prometheus metrics, the per-request log line).
 """
 
@@ -51,15 +51,15 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("llmnotes.serve needs FastAPI, uvicorn and prometheus-client: "
                       "pip install 'llmnotes[serve]'") from err
 
-from llmnotes.serve_engine import Delta, Engine, ResponseCache, Result
-from llmnotes.serve_limits import Admission, QueueFull, QueueTimeout, RateLimiter
-from llmnotes.serve_metrics import RequestRecord, ServeMetrics
+from llmnotes.serve.engine import Delta, Engine, ResponseCache, Result
+from llmnotes.serve.limits import Admission, QueueFull, QueueTimeout, RateLimiter
+from llmnotes.serve.metrics import RequestRecord, ServeMetrics
 from llmnotes.prompting import chat_template_for
-from llmnotes.serve_protocol import (APIError, GenerationRequest, ResponseWriter, SamplingParams,
+from llmnotes.serve.protocol import (APIError, GenerationRequest, ResponseWriter, SamplingParams,
                                      parse_chat_request, parse_completion_request, sse)
 from llmnotes.tokenizer import encode_text, eos_id_of
 
-WEB_DIR = Path(__file__).parent / "assets" / "web"
+WEB_DIR = Path(__file__).resolve().parents[1] / "assets" / "web"
 log = logging.getLogger("llmnotes.serve")
 
 

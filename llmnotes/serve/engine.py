@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 
 from llmnotes.sampling import LogitsProcessorList, build_processors, sample_next
-from llmnotes.serve_protocol import SamplingParams
+from llmnotes.serve.protocol import SamplingParams
 
 # ---------------------------------------------------------------------------------------------
 # Text that streams cleanly
