@@ -47,7 +47,7 @@ def run_variant(name: str, steps: int, batch: int, seed: int, device: str | None
     from llmnotes import load_pretrained
     from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassifier, accuracy, apply_lora,
                                    classification_loss, freeze, load_classification, predict, trainable_parameters)
-    from llmnotes.lora import memory_breakdown
+    from llmnotes.finetune.lora import memory_breakdown
     from llmnotes.train import TrainConfig
     from llmnotes.utils import pick_device
 

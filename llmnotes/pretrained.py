@@ -141,7 +141,7 @@ def _tokenizer(path: Path):
 
 def _load_with_adapter(path: Path, device, dtype):
     """Base model named by the adapter's config, plus the adapter merged into its weights."""
-    from llmnotes.lora import load_adapter, read_adapter_config
+    from llmnotes.finetune.lora import load_adapter, read_adapter_config
 
     base = read_adapter_config(path)["base_model_name_or_path"]
     if base not in SHIPPED and not Path(base).is_absolute() and (path / base).is_dir():

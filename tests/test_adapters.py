@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmnotes import GPT, GPTConfig, load_pretrained
-from llmnotes.lora import apply_lora, load_adapter, lora_layers, read_adapter_config, save_adapter
+from llmnotes.finetune.lora import apply_lora, load_adapter, lora_layers, read_adapter_config, save_adapter
 from llmnotes.tokenizer import load_tokenizer
 
 

@@ -91,7 +91,7 @@ def test_prepared_model_computes_the_same(two_threads, preset):
 
 
 def test_prepared_model_saves_quantizes_trains_and_takes_lora(two_threads, tmp_path):
-    from llmnotes.lora import apply_lora, merge_lora
+    from llmnotes.finetune.lora import apply_lora, merge_lora
     from llmnotes.quantize import quantize_model
 
     model = make("tiny").prepare_for_decode()

@@ -12,15 +12,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmnotes.dpo import (DPOLoss, PreferenceDataset, dpo_loss, pair_margins, preference_accuracy, preference_margin,
+from llmnotes.finetune.dpo import (DPOLoss, PreferenceDataset, dpo_loss, pair_margins, preference_accuracy, preference_margin,
                           sequence_logprob)
 from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassifier, accuracy,
                                classification_loss, confusion_matrix, freeze, predict)
-from llmnotes.finetune_data import (CLASSIFY_LABELS, load_classification, load_instructions, load_preferences,
+from llmnotes.finetune.data import (CLASSIFY_LABELS, load_classification, load_instructions, load_preferences,
                                     read_jsonl, SCHEMAS)
-from llmnotes.instruct import (IGNORE_INDEX, InstructionDataset, encode_example, format_alpaca,
+from llmnotes.finetune.instruct import (IGNORE_INDEX, InstructionDataset, encode_example, format_alpaca,
                                format_chat, format_prompt, score_response, sft_loss)
-from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_layers, lora_state_dict, merge_lora,
+from llmnotes.finetune.lora import (LoRALinear, apply_lora, disable_lora, lora_layers, lora_state_dict, merge_lora,
                            trainable_parameters, unmerge_lora)
 from llmnotes.model import GPT, GPTConfig, lm_loss
 from llmnotes.quantize import NF4Linear, quantize_model
@@ -433,7 +433,7 @@ def test_cli(tok, tmp_path, task, extra):
 
 
 def test_memory_breakdown_counts_bytes():
-    from llmnotes.lora import memory_breakdown
+    from llmnotes.finetune.lora import memory_breakdown
 
     model = nano()
     n = model.num_params()
@@ -455,9 +455,9 @@ def test_memory_breakdown_counts_bytes():
 
 
 def test_the_three_finetuning_datasets_share_one_pair_dataset():
-    from llmnotes.dpo import PreferenceDataset
+    from llmnotes.finetune.dpo import PreferenceDataset
     from llmnotes.finetune import ClassificationDataset, InstructionDataset
-    from llmnotes.finetune_data import PairDataset
+    from llmnotes.finetune.data import PairDataset
 
     assert all(issubclass(c, PairDataset) for c in (ClassificationDataset, InstructionDataset, PreferenceDataset))
     ds = PairDataset(torch.arange(6).view(3, 2), torch.arange(3))

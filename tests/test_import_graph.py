@@ -101,10 +101,12 @@ LAYERS: dict[str, int] = {
     "llmnotes.compress": MIDDLE,
     # finetune
     "llmnotes.finetune": APPS,
-    "llmnotes.finetune_data": APPS,
-    "llmnotes.instruct": APPS,
-    "llmnotes.dpo": APPS,
-    "llmnotes.lora": APPS,
+    "llmnotes.finetune.data": APPS,
+    "llmnotes.finetune.classify": APPS,
+    "llmnotes.finetune.instruct": APPS,
+    "llmnotes.finetune.lora": APPS,
+    "llmnotes.finetune.dpo": APPS,
+    "llmnotes.finetune.tasks": APPS,
     # rag
     "llmnotes.rag": APPS,
     "llmnotes.rag.pipeline": APPS,

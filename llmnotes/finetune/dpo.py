@@ -19,8 +19,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from llmnotes.finetune_data import PairDataset
-from llmnotes.instruct import IGNORE_INDEX, encode_example, format_prompt, pad_right, response_text, trim_padding
+from llmnotes.finetune.data import PairDataset
+from llmnotes.finetune.instruct import IGNORE_INDEX, encode_example, format_prompt, pad_right, response_text, trim_padding
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -109,7 +109,7 @@ class DPOLoss:
     def reference_logprobs(self, model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.reference is not None:
             return pair_logprobs(self.reference, x, y)
-        from llmnotes.lora import disable_lora, lora_layers
+        from llmnotes.finetune.lora import disable_lora, lora_layers
 
         if not lora_layers(model):
             raise ValueError("DPOLoss(reference=None) needs a model with LoRA adapters (the reference is "

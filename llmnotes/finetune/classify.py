@@ -1,51 +1,20 @@
-"""Finetuning a pretrained GPT: classification, instructions, preferences; full or LoRA.
+"""Sequence classification with a pretrained GPT: the last real token's hidden state -> a label.
 
-This module holds sequence classification (``GPTClassifier``, ``freeze``, ``accuracy``,
-``confusion_matrix``), the ``FinetuneTrainer`` that runs every task through ``llmnotes.train``'s
-``Trainer`` (checkpoints, resume, progress bar, ``metrics.jsonl``) with a task-specific loss, and
-``build_task``, which the ``llmnotes finetune`` command (``llmnotes/cli/finetune.py``) runs. The
-other pieces live in their own modules and are re-exported here (``__all__``):
-
-* ``llmnotes.instruct`` — Alpaca and chat prompt formats, loss masking, evaluation;
-* ``llmnotes.lora`` — ``LoRALinear``, ``apply_lora``, ``merge_lora`` (QLoRA on an NF4 base);
-* ``llmnotes.dpo`` — ``dpo_loss``, ``sequence_logprob``, ``DPOLoss``;
-* ``llmnotes.finetune_data`` — the shipped datasets and their strict loaders.
+``GPTClassifier`` puts a linear head on the body, ``freeze`` picks what trains (all, the head
+only, the last N blocks), ``ClassificationDataset`` pads texts so batches stack, and
+``classification_loss``/``predict``/``accuracy``/``confusion_matrix`` train and measure it.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmnotes.dpo import (DPOLoss, PreferenceDataset, dpo_loss, preference_accuracy, preference_margin,
-                          sequence_logprob)
-from llmnotes.finetune_data import (CLASSIFY_LABELS, PairDataset, load_classification, load_instructions,
-                                    load_preferences)
-from llmnotes.instruct import (InstructionDataset, encode_example, evaluate_instructions, format_alpaca,
-                               format_chat, format_prompt, respond, score_response, sft_loss)
-from llmnotes.lora import (LoRALinear, apply_lora, disable_lora, lora_state_dict, merge_lora, save_adapter,
-                           trainable_parameters, unmerge_lora)
-from llmnotes.train import Trainer, TrainConfig
-from llmnotes.utils import autocast
+from llmnotes.finetune.data import PairDataset
 
-__all__ = [
-    # classification
-    "GPTClassifier", "freeze", "ClassificationDataset", "classification_loss", "predict", "accuracy",
-    "confusion_matrix", "CLASSIFY_LABELS", "load_classification",
-    # instructions
-    "format_alpaca", "format_chat", "format_prompt", "encode_example", "InstructionDataset", "sft_loss",
-    "respond", "evaluate_instructions", "score_response", "load_instructions",
-    # LoRA / QLoRA
-    "LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "disable_lora", "lora_state_dict",
-    "trainable_parameters", "save_adapter",
-    # preferences
-    "dpo_loss", "sequence_logprob", "DPOLoss", "PreferenceDataset", "preference_margin", "preference_accuracy", "load_preferences",
-    # training (the command is llmnotes/cli/finetune.py)
-    "FinetuneTrainer", "TrainConfig", "build_task",
-]
 
 # --------------------------------------------------------------------------------------------
 # Classification
@@ -195,69 +164,3 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
         if len(t) and (int(t.min()) < 0 or int(t.max()) >= num_classes):
             raise ValueError(f"{name} must be in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]")
     return torch.bincount(labels * num_classes + predictions, minlength=num_classes ** 2).view(num_classes, num_classes)
-
-
-# --------------------------------------------------------------------------------------------
-# Training through llmnotes.train.Trainer
-# --------------------------------------------------------------------------------------------
-
-
-class FinetuneTrainer(Trainer):
-    """``Trainer`` with a task loss: ``loss_fn(model, x, y) -> scalar``.
-
-    Everything else — AdamW over the parameters that require grad, warmup + cosine schedule,
-    gradient clipping, evaluation, checkpoints that resume exactly, ``metrics.jsonl`` — is the
-    pretraining loop's. Datasets return stackable ``(x, y)`` tensors (padded to one length).
-    """
-
-    def __init__(self, model: nn.Module, train_data, val_data=None, config: TrainConfig | None = None, *,
-                 loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable (model, x, y) -> loss, got {type(loss_fn).__name__}")
-        if not any(p.requires_grad for p in model.parameters()):
-            raise ValueError("no parameter of model requires grad; unfreeze some (freeze(model, 'all')) "
-                             "or apply_lora(model, ...)")
-        self.loss_fn = loss_fn
-        super().__init__(model, train_data, val_data, config)
-
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self.amp_dtype):
-            return self.loss_fn(self.model, x, y).float()
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: llmnotes finetune --task classify|instruct|dpo [--lora R] --out DIR
-# --------------------------------------------------------------------------------------------
-
-
-def build_task(task: str, model: nn.Module, tokenizer, data: str | None = None, *, style: str = "alpaca",
-               beta: float = 0.1, reference: nn.Module | None = None):
-    """``(model, train_dataset, test_dataset, loss_fn, evaluate)`` for ``task``; ``evaluate(model)``
-    returns a dict of task metrics on the test split."""
-    max_len = model.config.block_size
-    if task == "classify":
-        train_rows, test_rows = load_classification("train", data), load_classification("test", data)
-        num_classes = max(r["label"] for r in train_rows + test_rows) + 1
-        model = GPTClassifier(model, max(2, num_classes))
-        train, test = ClassificationDataset(train_rows, tokenizer, max_len), ClassificationDataset(test_rows, tokenizer, max_len)
-
-        def evaluate(m):
-            pred = predict(m, test)
-            return {"accuracy": accuracy(pred, test.y[:, 0]),
-                    "confusion_matrix": confusion_matrix(pred, test.y[:, 0], m.num_classes).tolist()}
-        return model, train, test, classification_loss, evaluate
-    if task == "instruct":
-        train_rows, test_rows = load_instructions("train", data), load_instructions("test", data)
-        train = InstructionDataset(train_rows, tokenizer, style, max_len)
-        test = InstructionDataset(test_rows, tokenizer, style, max_len)
-
-        def evaluate(m):
-            r = evaluate_instructions(m, tokenizer, test_rows, style)
-            return {"score": r["score"], "by_kind": r["by_kind"], "examples": r["replies"][:5]}
-        return model, train, test, sft_loss, evaluate
-    if task == "dpo":
-        train = PreferenceDataset(load_preferences("train", data), tokenizer, style, max_len)
-        test = PreferenceDataset(load_preferences("test", data), tokenizer, style, max_len)
-        return model, train, test, DPOLoss(reference, beta), lambda m: {"margin": preference_margin(m, test),
-                                                                     "preferred": preference_accuracy(m, test)}
-    raise ValueError(f"task must be 'classify', 'instruct' or 'dpo', got {task!r}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-FINETUNE_DIR = Path(__file__).parent / "assets" / "finetune"
+FINETUNE_DIR = Path(__file__).resolve().parents[1] / "assets" / "finetune"
 CLASSIFY_LABELS = ["happy", "sad", "scared", "angry"]
 
 # field -> (type, may it be empty?)

@@ -14,7 +14,7 @@ Two prompt formats:
   ``/v1/chat/completions`` requests as it was trained; the reply ends with ``<|endoftext|>``,
   the tokenizer's end-of-text token, which is also where the server stops.
 
-Datasets are JSON lines read by :func:`llmnotes.finetune_data.load_instructions`.
+Datasets are JSON lines read by :func:`llmnotes.finetune.data.load_instructions`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from llmnotes.finetune_data import PairDataset
+from llmnotes.finetune.data import PairDataset
 from llmnotes.prompting import ChatTemplate
 
 IGNORE_INDEX = -100
