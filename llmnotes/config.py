@@ -12,7 +12,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["GPTConfig", "PRESETS"]
+__all__ = ["GPTConfig", "PRESETS", "ConfigDict"]
+
+
+class ConfigDict:
+    """``to_dict``/``from_dict`` for a dataclass config: the JSON round trip of ``config.json``,
+    ``train_summary.json`` and checkpoints. ``from_dict`` ignores keys the class does not know, so
+    a file written by a newer version (or holding extra fields) still loads."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 _LLAMA = dict(norm="rmsnorm", mlp="swiglu", pos_emb="rope", bias=False, tie_embeddings=False,
               layer_norm_eps=1e-6)
@@ -45,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(ConfigDict):
     """Hyper-parameters of a GPT. Defaults are GPT-2 small's.
 
     Attributes:
@@ -166,14 +180,6 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"unknown GPTConfig field(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls(**{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
     def replace(self, **changes: Any) -> "GPTConfig":
         return replace(self, **changes)

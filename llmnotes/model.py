@@ -12,6 +12,10 @@ PyTorch's fused ``scaled_dot_product_attention``. Tests check they agree.
 
 Decoding uses a pre-allocated key/value cache (``KVCache``): feeding one token at a time with the
 cache gives the same logits as a full forward pass, without recomputing the past.
+
+Over 400 lines because it is nanoGPT's one-file model grown by the Llama-family options (RoPE,
+grouped-query attention, SwiGLU, MoE): cache, attention, MLP, block and model stay in reading
+order; the configuration is in ``config.py`` and the layers it shares in ``layers.py``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ The pieces, smallest first:
   the same ranks to ``tiktoken`` when it is installed, special tokens with a tiktoken-like
   ``allowed_special`` policy, and ``save``/``from_pretrained`` in the GPT-2 file format that
   Hugging Face ``tokenizers``/``transformers`` read and write.
+
+Over 400 lines because ``BPETokenizer`` is one object whose training, two encoding paths and
+file format must agree id for id; the helpers it is built from come first.
 """
 
 from __future__ import annotations

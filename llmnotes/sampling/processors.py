@@ -23,6 +23,9 @@ The penalties: repetition (Keskar et al. 2019, arXiv:1909.05858, divides a seen 
 logit by ``penalty`` and multiplies a negative one), OpenAI's frequency and presence penalties
 (``logit - count * frequency - (count > 0) * presence``), no-repeat-n-gram, bad words, logit bias,
 a minimum length, and forced first/last tokens.
+
+Over 400 lines because each of the eleven rules is a function and its processor class, kept
+side by side so a reader compares them; splitting the pairs apart would hide that they agree.
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+
+from llmnotes.config import ConfigDict
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # TrainConfig.dtype: the DTYPES (autocast for bf16/fp16), bf16 weights with fp32 masters, or auto
@@ -23,7 +24,7 @@ TRAIN_DTYPES = ("auto", "bf16-master", *DTYPES)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigDict):
     """Everything that decides a training run (the model's shape lives in ``GPTConfig``).
 
     Attributes:
@@ -116,14 +117,6 @@ class TrainConfig:
             raise ValueError(f"dtype must be one of {sorted(TRAIN_DTYPES)}, got {self.dtype!r}")
         if self.resume and self.out_dir is None:
             raise ValueError("resume=True needs out_dir: the directory holding the checkpoint")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # --------------------------------------------------------------------------------------------

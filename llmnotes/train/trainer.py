@@ -18,6 +18,8 @@ stopped and resumed in a new process continues bit for bit as if it had never st
 
 ``TrainConfig`` and the schedule are in :mod:`llmnotes.train.config`, checkpoint helpers in
 :mod:`llmnotes.train.checkpoint`; the ``llmnotes train`` command is ``llmnotes/cli/train.py``.
+Over 400 lines because ``Trainer`` is the one loop (precision, accumulation, DDP/FSDP, evaluation,
+checkpoints) that must resume bit for bit; its data order and optimizer set-up come first.
 """
 
 from __future__ import annotations
