@@ -28,7 +28,7 @@ import torch
 
 from llmnotes import GPT, load_pretrained
 from llmnotes.data import load_corpus
-from llmnotes.gguf import dequantize_q4_0, dequantize_q8_0, export_gguf, gguf_tensor_name
+from llmnotes.convert.gguf import dequantize_q4_0, dequantize_q8_0, export_gguf, gguf_tensor_name
 
 TEST_STRINGS = [
     "Once upon a time, a small fox found a red ball.",

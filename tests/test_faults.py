@@ -205,7 +205,7 @@ def cli_cases(root: Path, models: dict[str, Path]) -> list[tuple[str, list[str],
 # The driver: imports once, forks a child per case, reports (exit code, stderr) as JSON lines.
 DRIVER = r"""
 import json, os, sys, tempfile
-import llmnotes.cli, llmnotes.serve, llmnotes.train, llmnotes.gguf, llmnotes.quantize, llmnotes.finetune
+import llmnotes.cli, llmnotes.serve, llmnotes.train, llmnotes.convert.gguf, llmnotes.quantize, llmnotes.finetune
 for line in sys.stdin:
     case = json.loads(line)
     err = tempfile.TemporaryFile()

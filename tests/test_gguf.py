@@ -13,7 +13,7 @@ from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
 from gguf.quants import quantize as gguf_quantize  # noqa: E402
 
 from llmnotes import GPT, GPTConfig  # noqa: E402
-from llmnotes.gguf import (dequantize_q4_0, dequantize_q8_0, export_gguf, quantize_q4_0,  # noqa: E402
+from llmnotes.convert.gguf import (dequantize_q4_0, dequantize_q8_0, export_gguf, quantize_q4_0,  # noqa: E402
                            quantize_q8_0)
 from llmnotes.quantize import export_gguf as export_from_quantize  # noqa: E402
 from llmnotes.quantize import quantize_model  # noqa: E402

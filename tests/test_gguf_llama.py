@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from llmnotes import GPT, GPTConfig
-from llmnotes.gguf_llama import from_interleaved_rope, to_interleaved_rope
+from llmnotes.convert.gguf_llama import from_interleaved_rope, to_interleaved_rope
 from llmnotes.layers import apply_rope, rope_cos_sin, rope_frequencies
 from llmnotes.quantize import export_gguf
 from llmnotes.tokenizer import load_tokenizer

@@ -95,8 +95,9 @@ LAYERS: dict[str, int] = {
     "llmnotes.quantize.models": MIDDLE,
     "llmnotes.quantize.io": MIDDLE,
     # convert: GGUF for llama.cpp
-    "llmnotes.gguf": MIDDLE,
-    "llmnotes.gguf_llama": MIDDLE,
+    "llmnotes.convert": MIDDLE,
+    "llmnotes.convert.gguf": MIDDLE,
+    "llmnotes.convert.gguf_llama": MIDDLE,
     # pruning and distillation: compress a model by training it (beside quantize, above train)
     "llmnotes.compress": MIDDLE,
     # finetune

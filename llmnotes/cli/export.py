@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmnotes.cli.common import add_device_argument, add_model_argument, load_model
-from llmnotes.gguf import QTYPES, export_gguf
+from llmnotes.convert.gguf import QTYPES, export_gguf
 
 
 def add_export_arguments(p) -> None:

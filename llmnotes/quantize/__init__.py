@@ -12,12 +12,12 @@ Smallest pieces first, one module each:
 * :mod:`~llmnotes.quantize.io` -- ``save_quantized`` / ``load_quantized``.
 
 Every public name is importable from here. ``perplexity`` is :func:`llmnotes.evaluate.perplexity`
-and ``export_gguf`` is :func:`llmnotes.gguf.export_gguf` (GGUF for llama.cpp), re-exported where
+and ``export_gguf`` is :func:`llmnotes.convert.gguf.export_gguf` (GGUF for llama.cpp), re-exported where
 the deployment pages use them.
 """
 
 from llmnotes.evaluate import perplexity
-from llmnotes.gguf import export_gguf
+from llmnotes.convert.gguf import export_gguf
 from llmnotes.quantize.gptq import (dequantize_codes, gptq_quantize_model, gptq_quantize_weight, gptq_reference,
                                     output_error, rtn_quantize_weight)
 from llmnotes.quantize.io import LAYER_CLASSES, load_quantized, save_quantized

@@ -278,7 +278,7 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
         raise TypeError("tokenizer must be a BPETokenizer (llama.cpp needs the vocabulary in the file)")
     weights = _float_weights(model)
     if getattr(config, "pos_emb", "learned") == "rope":  # Llama-style: llama.cpp's llama layout
-        from llmnotes import gguf_llama
+        from llmnotes.convert import gguf_llama
 
         gguf_llama.check_exportable(config)
         arch, named = "llama", gguf_llama.llama_tensors(weights, config)
