@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "llmnotes.classic": CORE,
     "llmnotes.config": CORE,
     "llmnotes.data": CORE,
+    "llmnotes.dedup": CORE,
     "llmnotes.evaluate": CORE,
     "llmnotes.fast_linear": CORE,  # the decode-time linear kernels the model itself prepares
     "llmnotes.landscape": CORE,
