@@ -244,3 +244,97 @@ def get_batch(tokens, batch_size: int, block_size: int, generator: torch.Generat
     if device is not None:
         x, y = x.to(device), y.to(device)
     return x, y
+
+
+# ---- Denoising objectives of the encoder families (BERT, T5) -------------------------------------
+
+def mlm_mask(ids: torch.Tensor, mask_id: int, vocab_size: int, select: float = 0.15,
+             p_mask: float = 0.8, p_random: float = 0.1,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masked-LM corruption (Devlin et al., 2019, arXiv:1810.04805, §3.1).
+
+    Each position is selected with probability ``select``; a selected position becomes
+    ``mask_id`` with probability ``p_mask``, a uniformly random id with probability ``p_random``,
+    and stays unchanged otherwise. Only selected positions carry a label.
+
+    Args:
+        ids: (..., T) integer token ids; not modified.
+        mask_id: id written at masked positions.
+        vocab_size: random replacements are drawn from ``[0, vocab_size)``.
+
+    Returns:
+        ``(inputs, labels)``, both shaped like ``ids``; ``labels`` is the original id at selected
+        positions and -100 (``cross_entropy``'s ``ignore_index``) elsewhere.
+    """
+    for name, p in (("select", select), ("p_mask", p_mask), ("p_random", p_random)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    if p_mask + p_random > 1.0:
+        raise ValueError(f"p_mask + p_random must be at most 1, got {p_mask} + {p_random}; "
+                         "the rest is the share left unchanged")
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    u = torch.rand(ids.shape, generator=generator, device=ids.device)
+    selected = u < select
+    # One more uniform draw decides what a selected position shows.
+    r = torch.rand(ids.shape, generator=generator, device=ids.device)
+    to_mask = selected & (r < p_mask)
+    to_random = selected & (r >= p_mask) & (r < p_mask + p_random)
+    random_ids = torch.randint(0, vocab_size, ids.shape, generator=generator, device=ids.device)
+    inputs = torch.where(to_mask, torch.full_like(ids, mask_id), ids)
+    inputs = torch.where(to_random, random_ids.to(ids.dtype), inputs)
+    labels = torch.where(selected, ids, torch.full_like(ids, -100))
+    return inputs, labels
+
+
+def _random_segmentation(total: int, parts: int, generator: torch.Generator | None) -> list[int]:
+    """``total`` items cut into ``parts`` non-empty runs of random length (uniform cut points)."""
+    cuts = (torch.randperm(total - 1, generator=generator)[:parts - 1] + 1).sort().values.tolist()
+    return [b - a for a, b in zip([0] + cuts, cuts + [total])]
+
+
+def span_corrupt(ids: Sequence[int], sentinel_ids: Sequence[int], noise_density: float = 0.15,
+                 mean_span: float = 3.0, generator: torch.Generator | None = None,
+                 ) -> tuple[list[int], list[int]]:
+    """T5's span corruption (Raffel et al., 2020, arXiv:1910.10683, §3.1.4).
+
+    ``round(len * noise_density)`` tokens are dropped in ``round(noise / mean_span)`` spans;
+    the kept and dropped tokens are each cut into that many random runs and interleaved (kept
+    run first), as in T5's ``random_spans_noise_mask``. Each dropped span becomes one sentinel
+    in the input; the target lists every sentinel followed by its span, plus a closing sentinel.
+
+    Example: with sentinels ``<0> <1> <2>``, ``noise_density=0.4`` and ``mean_span=1.5`` (3 tokens
+    dropped in 2 spans), ``a b c d e f g h`` might become the input
+    ``a b <0> e f g <1>`` and the target ``<0> c d <1> h <2>``.
+
+    Args:
+        ids: one sequence of token ids (at least 2).
+        sentinel_ids: ids of ``<extra_id_0>``, ``<extra_id_1>``, ...: one more than spans.
+
+    Returns:
+        ``(inputs, targets)`` as lists of ids.
+    """
+    ids = list(ids)
+    n = len(ids)
+    if n < 2:
+        raise ValueError(f"ids must hold at least 2 tokens to corrupt, got {n}")
+    if not 0.0 < noise_density < 1.0:
+        raise ValueError(f"noise_density must be in (0, 1), got {noise_density}")
+    if mean_span < 1.0:
+        raise ValueError(f"mean_span must be at least 1, got {mean_span}")
+    n_noise = min(max(1, round(n * noise_density)), n - 1)
+    n_spans = max(1, min(round(n_noise / mean_span), n - n_noise))
+    if len(sentinel_ids) < n_spans + 1:
+        raise ValueError(f"sentinel_ids has {len(sentinel_ids)} ids, need {n_spans + 1} for "
+                         f"{n_spans} spans; pass more sentinels")
+    noise = _random_segmentation(n_noise, n_spans, generator)
+    keep = _random_segmentation(n - n_noise, n_spans, generator)
+    inputs, targets, pos = [], [], 0
+    for i, (k, m) in enumerate(zip(keep, noise)):
+        inputs += ids[pos:pos + k]
+        pos += k
+        inputs.append(sentinel_ids[i])
+        targets += [sentinel_ids[i]] + ids[pos:pos + m]
+        pos += m
+    targets.append(sentinel_ids[n_spans])
+    return inputs, targets
