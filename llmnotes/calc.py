@@ -202,9 +202,11 @@ class MemoryEstimate:
     gradients: float
     optimizer: float
     activations: float
+    cpu: float = 0.0  # bytes moved to the host's memory by offloading (not counted in ``total``)
 
     @property
     def total(self) -> float:
+        """GPU bytes: weights + gradients + optimizer states + activations."""
         return self.weights + self.gradients + self.optimizer + self.activations
 
     def gib(self) -> dict[str, float]:
@@ -214,7 +216,8 @@ class MemoryEstimate:
 
 
 def activation_bytes(config, batch_size: int, seq_len: int | None = None, *,
-                     bytes_per_value: int = 2, recompute: bool = False) -> float:
+                     bytes_per_value: int = 2, recompute: bool = False,
+                     tensor_parallel: int = 1, sequence_parallel: bool = False) -> float:
     """Activation memory kept for the backward pass, per Korthikanti et al. (2022).
 
     Each transformer layer stores about ``s·b·h·(34 + 5·a·s/h)`` bytes with 16-bit activations
@@ -222,25 +225,57 @@ def activation_bytes(config, batch_size: int, seq_len: int | None = None, *,
     attention score matrices, which fused attention kernels such as FlashAttention do not store).
     With full activation recomputation only each layer's input (``2·s·b·h`` bytes) is kept.
     The output logits (``s·b·V`` fp32 values for the loss) are added on top.
+
+    Tensor parallelism over ``t`` GPUs splits the attention and MLP activations but not those of
+    the LayerNorms and dropouts between them: ``s·b·h·(10 + 24/t + 5·a·s/(h·t))``. Sequence
+    parallelism splits those remaining ``10·s·b·h`` along the sequence too, so everything is
+    divided by ``t``: ``s·b·h·(34 + 5·a·s/h)/t`` (Korthikanti et al. 2022, arXiv:2205.05198).
+    The logits are split over ``t`` as well (Megatron's vocabulary-parallel output layer).
     """
     _check_config(config)
     s = config.block_size if seq_len is None else seq_len
     _positive("batch_size", batch_size)
     _positive("seq_len", s)
-    h, a, L = config.n_embd, getattr(config, "n_head", 1), config.n_layer
+    if isinstance(tensor_parallel, bool) or not isinstance(tensor_parallel, int) or tensor_parallel < 1:
+        raise ValueError(f"tensor_parallel must be a positive integer (1 = no split), got {tensor_parallel!r}")
+    if sequence_parallel and tensor_parallel == 1:
+        raise ValueError("sequence_parallel=True splits over the tensor-parallel GPUs: "
+                         "set tensor_parallel > 1 as well")
+    h, a, L, t = config.n_embd, getattr(config, "n_head", 1), config.n_layer, tensor_parallel
     scale = bytes_per_value / 2
-    per_layer = 2 * s * batch_size * h if recompute else s * batch_size * h * (34 + 5 * a * s / h)
-    return L * per_layer * scale + 4.0 * s * batch_size * config.vocab_size
+    sbh = s * batch_size * h
+    if recompute:
+        per_layer = 2 * sbh / (t if sequence_parallel else 1)
+    elif sequence_parallel:
+        per_layer = sbh * (34 + 5 * a * s / h) / t
+    else:
+        per_layer = sbh * (10 + 24 / t + 5 * a * s / (h * t))
+    return L * per_layer * scale + 4.0 * s * batch_size * config.vocab_size / t
 
 
 def training_memory(n_params: float, *, precision: str = "mixed", optimizer: str = "adam",
-                    zero_stage: int = 0, n_gpus: int = 1, activations: float = 0.0) -> MemoryEstimate:
+                    zero_stage: int = 0, n_gpus: int = 1, activations: float = 0.0,
+                    tensor_parallel: int = 1, pipeline_parallel: int = 1,
+                    offload_optimizer: bool = False) -> MemoryEstimate:
     """Training memory per GPU: weights, gradients, optimizer states (+ given activations).
 
     ZeRO (Rajbhandari et al. 2020, arXiv:1910.02054) removes the redundancy of plain data
     parallelism, where every one of ``n_gpus`` holds all of it: stage 1 partitions the optimizer
     states across the GPUs, stage 2 also the gradients, stage 3 also the weights themselves
     (PyTorch's FSDP is stage 3).
+
+    Model parallelism splits the model before ZeRO shards what is left: tensor parallelism
+    (Megatron-LM, Shoeybi et al. 2019, arXiv:1909.08053) splits every weight matrix, and so its
+    gradients and optimizer states, over ``tensor_parallel`` GPUs; pipeline parallelism (GPipe,
+    Huang et al. 2019, arXiv:1811.06965) gives each of ``pipeline_parallel`` stages a contiguous
+    slice of the layers. Both are counted as an even split of the parameters (the small
+    replicated pieces, such as LayerNorm gains, are ignored). The run then uses
+    ``n_gpus * tensor_parallel * pipeline_parallel`` GPUs in all.
+
+    ``offload_optimizer=True`` is ZeRO-Offload (Ren et al. 2021, arXiv:2101.06840): the 16-bit
+    weights stay on the GPU for the forward and backward passes, while the gradients and the
+    optimizer states move to CPU memory, where the CPU runs the optimizer step. Their bytes are
+    reported in ``cpu`` and leave the GPU ``total``.
 
     Args:
         n_params: parameter count.
@@ -250,6 +285,9 @@ def training_memory(n_params: float, *, precision: str = "mixed", optimizer: str
         zero_stage: 0 (plain data parallel), 1, 2 or 3.
         n_gpus: data-parallel degree the states are partitioned over.
         activations: activation bytes per GPU (see ``activation_bytes``); not partitioned.
+        tensor_parallel: GPUs each weight matrix is split over (``t``).
+        pipeline_parallel: pipeline stages the layers are split over (``p``).
+        offload_optimizer: keep gradients and optimizer states in CPU memory (ZeRO-Offload).
 
     >>> training_memory(1e9, precision="fp32").weights / 1e9   # 1B fp32 weights ≈ 4 GB
     4.0
@@ -263,13 +301,22 @@ def training_memory(n_params: float, *, precision: str = "mixed", optimizer: str
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
         raise ValueError(f"n_gpus must be a positive integer, got {n_gpus!r}")
+    for name, value in (("tensor_parallel", tensor_parallel), ("pipeline_parallel", pipeline_parallel)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer (1 = no split), got {value!r}")
+    if not isinstance(offload_optimizer, bool):
+        raise TypeError(f"offload_optimizer must be True or False, got {offload_optimizer!r}")
     if activations < 0:
         raise ValueError(f"activations must be >= 0 bytes, got {activations!r}")
-    w, g, o = (b * n_params for b in _BYTES[(precision, optimizer)])
+    local = n_params / (tensor_parallel * pipeline_parallel)  # this GPU's slice of the model
+    w, g, o = (b * local for b in _BYTES[(precision, optimizer)])
     if zero_stage >= 1:
         o /= n_gpus
     if zero_stage >= 2:
         g /= n_gpus
     if zero_stage >= 3:
         w /= n_gpus
-    return MemoryEstimate(weights=w, gradients=g, optimizer=o, activations=float(activations))
+    cpu = 0.0
+    if offload_optimizer:
+        cpu, g, o = g + o, 0.0, 0.0
+    return MemoryEstimate(weights=w, gradients=g, optimizer=o, activations=float(activations), cpu=cpu)

@@ -130,3 +130,57 @@ def test_pfs_days():
     assert to_pfs_days(3.14e23) == pytest.approx(3634, rel=1e-3)  # GPT-3 175B: ~3,640 PF/s-days
     assert from_pfs_days(to_pfs_days(1e21)) == pytest.approx(1e21)
     assert math.isclose(to_pfs_days(training_flops(175e9, 300e9)), 3645.8, rel_tol=1e-3)
+
+
+def test_tensor_and_pipeline_parallel_split_the_model_states():
+    n = 7.5e9
+    base = training_memory(n)
+    for t, p in ((2, 1), (1, 4), (8, 2)):
+        split = training_memory(n, tensor_parallel=t, pipeline_parallel=p)
+        assert split.total == pytest.approx(base.total / (t * p))
+    # model parallelism first, ZeRO over the data-parallel copies of each slice
+    z3 = training_memory(n, zero_stage=3, n_gpus=64, tensor_parallel=2, pipeline_parallel=2)
+    assert z3.total == pytest.approx(16 * n / (64 * 2 * 2))
+    z1 = training_memory(n, zero_stage=1, n_gpus=8, tensor_parallel=4)
+    assert z1.total == pytest.approx((2 + 2) * n / 4 + 12 * n / (4 * 8))
+    with pytest.raises(ValueError, match="tensor_parallel"):
+        training_memory(n, tensor_parallel=0)
+    with pytest.raises(ValueError, match="pipeline_parallel"):
+        training_memory(n, pipeline_parallel=1.5)
+
+
+def test_offload_moves_gradients_and_optimizer_to_cpu():
+    # ZeRO-Offload (Ren et al. 2021): 13B parameters train on one 32 GB V100, because only the
+    # 16-bit weights (2 bytes/param = 26 GB) stay on the GPU
+    n = 13e9
+    off = training_memory(n, offload_optimizer=True)
+    assert off.weights == 2 * n and off.gradients == 0 and off.optimizer == 0
+    assert off.total == pytest.approx(26e9) and off.total < 32e9 < training_memory(n).total
+    assert off.cpu == pytest.approx((2 + 12) * n)
+    assert training_memory(n).cpu == 0.0
+    sharded = training_memory(n, zero_stage=2, n_gpus=4, offload_optimizer=True)
+    assert sharded.cpu == pytest.approx(14 * n / 4)  # each process offloads its own partition
+    with pytest.raises(TypeError, match="offload_optimizer"):
+        training_memory(n, offload_optimizer="cpu")
+
+
+def test_existing_signatures_still_work():
+    assert training_memory(1e9, precision="fp32", optimizer="sgd", zero_stage=1, n_gpus=2,
+                           activations=5.0).total == pytest.approx(4e9 + 4e9 + 2e9 + 5)
+    est = MemoryEstimate(1.0, 2.0, 3.0, 4.0)
+    assert est.total == 10.0 and est.cpu == 0.0
+
+
+def test_activations_under_tensor_and_sequence_parallelism():
+    c = GPTConfig.from_preset("gpt2")
+    s, h, a, L, V, t = 1024, 768, 12, 12, c.vocab_size, 4
+    assert activation_bytes(c, 1, tensor_parallel=1) == activation_bytes(c, 1)
+    tp = activation_bytes(c, 1, tensor_parallel=t)
+    assert tp == pytest.approx(L * s * h * (10 + 24 / t + 5 * a * s / (h * t)) + 4 * s * V / t)
+    sp = activation_bytes(c, 1, tensor_parallel=t, sequence_parallel=True)
+    assert sp == pytest.approx(activation_bytes(c, 1) / t)  # everything split t ways
+    assert sp < tp < activation_bytes(c, 1)
+    with pytest.raises(ValueError, match="sequence_parallel"):
+        activation_bytes(c, 1, sequence_parallel=True)
+    with pytest.raises(ValueError, match="tensor_parallel"):
+        activation_bytes(c, 1, tensor_parallel=0)
