@@ -121,6 +121,8 @@ def to_notebook(blocks: list[Block], title: str, page_url: str, markdown: str | 
         tail = "\n".join(src[prev:]).strip()
         if tail:
             cells.append(md_cell(tail))
+    for i, cell in enumerate(cells):
+        cell.id = f"cell-{i}"  # nbformat draws random ids; fixed ones keep two builds byte-identical
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
                                                            "name": "python3"},
                                              "language_info": {"name": "python"}})
