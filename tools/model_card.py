@@ -15,7 +15,6 @@ so a retrained model gets a correct card by running
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,19 +24,12 @@ ASSETS = ROOT / "llmnotes" / "assets"
 QUALITY = ROOT / "benchmarks" / "results" / "model_quality.json"
 sys.path.insert(0, str(ROOT))  # run from a checkout: the package beside this script
 
+from llmnotes import GPTConfig  # noqa: E402
 from llmnotes.calc import count_params  # noqa: E402
 
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _config(fields: dict):
-    """A GPTConfig from the ``model_config`` a training summary records."""
-    from llmnotes import GPTConfig
-
-    known = {f.name for f in dataclasses.fields(GPTConfig)}
-    return GPTConfig(**{k: v for k, v in fields.items() if k in known})
 
 
 def _shots(curve: dict) -> str:
@@ -47,7 +39,7 @@ def _shots(curve: dict) -> str:
 def tiny_card() -> str:
     s, q = _read(ASSETS / "tiny" / "train_summary.json"), _read(QUALITY)
     c = s["model_config"]
-    n_params = count_params(_config(c))
+    n_params = count_params(GPTConfig.from_dict(c))
     stages = "\n".join(f"| {i} | {st['steps']:,} | {st['tokens_seen']:,} | {st['train_loss']:.3f} | "
                        f"{st['val_loss']:.3f} | {st['seconds']:,.0f} |"
                        for i, st in enumerate(s["stages"], 1))
