@@ -15,6 +15,7 @@ _EXPORTS = {
     "GPTConfig": "llmnotes.model",
     "BPETokenizer": "llmnotes.tokenizer",
     "load_pretrained": "llmnotes.pretrained",
+    "GenerationConfig": "llmnotes.sampling",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -8,9 +8,21 @@ The loop every decoder runs::
         next = argmax(scores) or sample(softmax(scores))  # greedy or sampling
         logits = model(next[:, None], cache=cache)[:, -1] # decode: one new position
 
-:func:`stream` is that loop as a Python generator (one ``(B,)`` tensor of new tokens per step);
-:func:`generate` collects it. Rows of a batch that finish early (``eos_id`` or a ``stop`` string)
-keep producing ``pad_id`` (default ``eos_id``) until every row is done, as Hugging Face does.
+:func:`stream` is that loop, the only one: a Python generator yielding one ``(B,)`` tensor of
+new tokens per step. :func:`generate` collects it; :func:`llmnotes.sampling.complete` wraps it
+text in, text out; the server's engine, instruction replies, RAG's local answers and
+``llmnotes sample`` all run it. What to sample is one validated :class:`GenerationConfig`
+(``config=``, or its fields as keywords). Rows of a batch that finish early (``eos_id`` or a
+``stop`` string) keep producing ``pad_id`` (default ``eos_id``) until every row is done, as
+Hugging Face does. ``should_stop`` (a ``threading.Event`` or a callable) cancels between tokens.
+
+Speed: the loop runs the model as it is given; it never changes it. On a CPU,
+``model.prepare_for_decode()`` gives each linear layer the layout measured fastest for
+matrix-vector products (same tokens; :mod:`llmnotes.fast_linear`). ``load_pretrained(name,
+for_decode=True)`` does that at load time, and it is what ``llmnotes sample`` and ``llmnotes
+serve`` use, so the Python route written that way and the command line decode at the same speed.
+It is opt-in because it changes the model in place (its layers' classes and strides), which a
+page that trains or inspects the model should not get by surprise.
 
 Beam search lives in :mod:`llmnotes.sampling.beam`, speculative decoding in
 :mod:`llmnotes.sampling.speculative` and the logits processors in
@@ -19,10 +31,11 @@ Beam search lives in :mod:`llmnotes.sampling.beam`, speculative decoding in
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from llmnotes.sampling.config import GenerationConfig
 from llmnotes.sampling.processors import (BadWordsProcessor, FrequencyPresencePenaltyProcessor, LogitBiasProcessor,
                                           LogitsProcessorList, MinLengthProcessor, MinPWarper,
                                           NoRepeatNGramProcessor, RepetitionPenaltyProcessor, TemperatureWarper,
@@ -54,55 +67,48 @@ def check_prompt(model, idx: torch.Tensor, max_new_tokens: int,
                          f"got {tuple(attention_mask.shape)}")
 
 
-def _check_optional(name: str, value, check) -> None:
-    if value is not None:
-        check(name, value)
+def build_processors(config: GenerationConfig | None = None, *, prompt_length: int = 0,
+                     logits_processors: Sequence[Any] | None = None, **settings) -> LogitsProcessorList:
+    """The processors a :class:`GenerationConfig` asks for, in Hugging Face's order: penalties and
+    bans first, then ``logits_processors``, then (only when sampling, ``temperature > 0``)
+    temperature, top-k, top-p, min-p, typical.
 
-
-def build_processors(*, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                     min_p: float | None = None, typical_p: float | None = None,
-                     repetition_penalty: float | None = None, frequency_penalty: float = 0.0,
-                     presence_penalty: float = 0.0, no_repeat_ngram_size: int | None = None,
-                     bad_words_ids: Sequence[Sequence[int]] | None = None,
-                     logit_bias: dict[int, float] | None = None, min_new_tokens: int = 0,
-                     eos_id: int | None = None, prompt_length: int = 0,
-                     logits_processors: Sequence[Any] | None = None) -> LogitsProcessorList:
-    """The processors ``generate`` applies, in Hugging Face's order: penalties and bans first,
-    then (only when sampling, ``temperature > 0``) temperature, top-k, top-p, min-p, typical.
+    ``settings`` are :class:`GenerationConfig` fields (``build_processors(temperature=0, top_k=3)``),
+    applied on top of ``config``. ``prompt_length`` is the prompt's width: the frequency and
+    presence penalties count only the tokens after it, as OpenAI's do.
 
     Greedy decoding skips the warpers: temperature and the filters cannot change the argmax
     (typical could even remove it), so Hugging Face ignores them with ``do_sample=False`` too.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature!r}")
+    c = GenerationConfig.make(config, None, "build_processors()", "prompt_length, logits_processors", **settings)
     procs = LogitsProcessorList()
-    if repetition_penalty is not None and repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyProcessor(repetition_penalty))
-    if frequency_penalty or presence_penalty:
-        procs.append(FrequencyPresencePenaltyProcessor(frequency_penalty, presence_penalty, prompt_length))
-    if logit_bias:
-        procs.append(LogitBiasProcessor(logit_bias))
-    if no_repeat_ngram_size is not None:
-        procs.append(NoRepeatNGramProcessor(no_repeat_ngram_size))
-    if bad_words_ids is not None:
-        procs.append(BadWordsProcessor(bad_words_ids, eos_id))
-    if min_new_tokens:
-        if eos_id is None:
+    if c.repetition_penalty is not None and c.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyProcessor(c.repetition_penalty))
+    if c.frequency_penalty or c.presence_penalty:
+        procs.append(FrequencyPresencePenaltyProcessor(c.frequency_penalty, c.presence_penalty, prompt_length))
+    if c.logit_bias:
+        procs.append(LogitBiasProcessor(c.logit_bias))
+    if c.no_repeat_ngram_size is not None:
+        procs.append(NoRepeatNGramProcessor(c.no_repeat_ngram_size))
+    if c.bad_words_ids is not None:
+        procs.append(BadWordsProcessor(c.bad_words_ids, c.eos_id))
+    if c.min_new_tokens:
+        if c.eos_id is None:
             raise ValueError("min_new_tokens needs eos_id (the token it forbids); pass eos_id=...")
-        procs.append(MinLengthProcessor(prompt_length + min_new_tokens, eos_id))
+        procs.append(MinLengthProcessor(prompt_length + c.min_new_tokens, c.eos_id))
     procs.extend(logits_processors or [])
-    # Warpers are validated even when greedy ignores them, so a bad value never passes silently.
-    warpers = [TemperatureWarper(temperature)] if temperature not in (0, 1) else []
-    if top_k is not None:
-        warpers.append(TopKWarper(top_k))
-    if top_p is not None:
-        warpers.append(TopPWarper(top_p))
-    if min_p is not None:
-        warpers.append(MinPWarper(min_p))
-    if typical_p is not None:
-        warpers.append(TypicalWarper(typical_p))
-    if temperature > 0:
-        procs.extend(warpers)
+    if c.greedy:
+        return procs
+    if c.temperature != 1:
+        procs.append(TemperatureWarper(c.temperature))
+    if c.top_k is not None:
+        procs.append(TopKWarper(c.top_k))
+    if c.top_p is not None:
+        procs.append(TopPWarper(c.top_p))
+    if c.min_p is not None:
+        procs.append(MinPWarper(c.min_p))
+    if c.typical_p is not None:
+        procs.append(TypicalWarper(c.typical_p))
     return procs
 
 
@@ -151,47 +157,108 @@ def truncate_at_stop(text: str, stop: str | Sequence[str] | None) -> str:
 
 
 # --------------------------------------------------------------------------- the decode loop
-@torch.no_grad()
-def stream(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
-           typical_p: float | None = None, repetition_penalty: float | None = None,
-           frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-           no_repeat_ngram_size: int | None = None, bad_words_ids: Sequence[Sequence[int]] | None = None,
-           logit_bias: dict[int, float] | None = None, min_new_tokens: int = 0,
-           eos_id: int | None = None, pad_id: int | None = None, stop: str | Sequence[str] | None = None,
-           tokenizer=None, attention_mask: torch.Tensor | None = None,
-           generator: torch.Generator | None = None, logits_processors: Sequence[Any] | None = None,
-           compile: bool | str = False) -> Iterator[torch.Tensor]:
-    """Yield the next token of every row, a LongTensor (B,), as soon as it is chosen.
+def _sampling_generator(seed: int | None, generator: torch.Generator | None, device) -> torch.Generator | None:
+    """The random generator of the draws: ``generator``, or a fresh one seeded with ``seed``."""
+    if seed is None:
+        return generator
+    if generator is not None:
+        raise ValueError("pass seed (in the config) or generator=..., not both")
+    return torch.Generator(device=device).manual_seed(seed % 2**63)  # any int: manual_seed takes < 2**63
 
-    Arguments are :func:`generate`'s. The generator stops after ``max_new_tokens`` steps or
-    once every row has finished; finished rows yield ``pad_id`` (default ``eos_id``).
+
+def _stop_signal(should_stop) -> Callable[[], bool]:
+    """``should_stop`` as a function: a ``threading.Event`` (set = stop), a callable, or None."""
+    if should_stop is None:
+        return lambda: False
+    if hasattr(should_stop, "is_set"):
+        return should_stop.is_set
+    if not callable(should_stop):
+        raise TypeError(f"should_stop must be a threading.Event or a callable () -> bool, got {should_stop!r}")
+    return should_stop
+
+
+def _check_cache(cache, batch: int, prompt_len: int, needed: int, compile) -> None:
+    """A reused cache must hold a strict prefix of the prompt, fit the request, and not be compiled."""
+    if compile:
+        raise ValueError("compile=... builds its own fixed-shape cache; it cannot start from cache=...")
+    if cache.fixed_shape or cache.batch_size != batch:
+        raise ValueError(f"cache must be a dynamic cache for {batch} row(s) (model.make_cache({batch})), "
+                         f"got one for {cache.batch_size} (fixed_shape={cache.fixed_shape})")
+    if not 0 <= cache.seq_len < prompt_len:
+        raise ValueError(f"cache holds {cache.seq_len} positions but the prompt has {prompt_len}: it must hold "
+                         "fewer (at least one prompt token is run, its logits give the first new token); "
+                         "crop it with cache.crop(n)")
+    if needed > cache.max_len:
+        raise ValueError(f"cache has room for {cache.max_len} positions, the request needs {needed}")
+
+
+_INPUTS = "tokenizer, attention_mask, generator, logits_processors, cache, should_stop, on_logits"
+
+
+@torch.no_grad()
+def stream(model, idx: torch.Tensor, max_new_tokens: int | None = None, config: GenerationConfig | None = None,
+           *, tokenizer=None, attention_mask: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, logits_processors: Sequence[Any] | None = None,
+           cache=None, should_stop=None, on_logits: Callable[[torch.Tensor], None] | None = None,
+           **settings) -> Iterator[torch.Tensor]:
+    """The decode loop: yield the next token of every row, a LongTensor (B,), as soon as it is chosen.
+
+    How tokens are picked is a :class:`GenerationConfig`: pass ``config=``, or its fields as
+    keywords (``stream(model, idx, 20, temperature=0)``), or both (keywords override the config).
+    The generator stops after ``max_new_tokens`` steps, once every row has finished (``eos_id``
+    or ``stop``; finished rows yield ``pad_id``, default ``eos_id``), or when ``should_stop`` says so.
+
+    Args:
+        model: a :class:`llmnotes.GPT` (anything with ``config.block_size``, ``make_cache`` and
+            ``model(idx, cache=..., attention_mask=...)``).
+        idx: (B, T) prompt ids; left-pad rows of different lengths and pass ``attention_mask``.
+        max_new_tokens: overrides ``config.max_new_tokens``.
+        config: the sampling settings (default: ``GenerationConfig()``).
+        tokenizer: decodes the generated tokens for ``stop`` strings.
+        attention_mask: (B, T) 1 for tokens, 0 for left padding.
+        generator: a ``torch.Generator`` for the draws (or set ``seed`` in the config).
+        logits_processors: extra callables ``(input_ids, scores) -> scores``, applied after the
+            built-in penalties and before temperature and the filters.
+        cache: a KV cache (``model.make_cache(B)``) already holding the keys and values of the
+            first ``cache.seq_len`` prompt tokens: only the rest of the prompt is run (the
+            server's prefix cache). It is filled in place; the caller vouches that it matches.
+        should_stop: a ``threading.Event`` or a callable ``() -> bool``, checked before each step
+            (before any model call): once it is set the generator returns (a cancel signal).
+        on_logits: called with each step's raw logits (B, V), before the processors (what
+            log-probs are reported from).
+        **settings: :class:`GenerationConfig` fields; an unknown name raises ``TypeError``.
     """
-    check_prompt(model, idx, max_new_tokens, attention_mask)
+    config = GenerationConfig.make(config, max_new_tokens, "stream()/generate()", _INPUTS, **settings)
+    n = config.max_new_tokens
+    check_prompt(model, idx, n, attention_mask)
     B, T = idx.shape
-    procs = build_processors(
-        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
-        repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-        presence_penalty=presence_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        bad_words_ids=bad_words_ids, logit_bias=logit_bias, min_new_tokens=min_new_tokens,
-        eos_id=eos_id, prompt_length=T, logits_processors=logits_processors)
-    stopper = StopStrings(stop, tokenizer) if stop else None
-    pad = pad_id if pad_id is not None else eos_id
+    procs = build_processors(config, prompt_length=T, logits_processors=logits_processors)
+    stopper = StopStrings(config.stop, tokenizer) if config.stop else None
+    eos_id = config.eos_id
+    pad = config.pad_id if config.pad_id is not None else eos_id
     if pad is None and stopper is not None:
         raise ValueError("stop strings need eos_id or pad_id to fill the rows that have stopped")
-    if max_new_tokens == 0:
-        return
-    greedy = temperature == 0
     device = model.device
+    generator = _sampling_generator(config.seed, generator, device)
+    stopped = _stop_signal(should_stop)
+    if cache is not None:
+        _check_cache(cache, B, T, T + n, config.compile)
+    if n == 0:
+        return
     idx = idx.to(device)
-    step = DecodeStep(model, B, T + max_new_tokens, attention_mask, compile=compile)
-    logits = step.prefill(idx)  # (B, V) scores for the first new token
+    step = DecodeStep(model, B, T + n, attention_mask, compile=config.compile, cache=cache)
     tokens = idx  # (B, T + generated) the context the processors see
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     generated: list[list[int]] = [[] for _ in range(B)]
-    for i in range(max_new_tokens):
+    nxt = None
+    for _ in range(n):
+        if stopped():
+            return
+        logits = step.prefill(idx) if nxt is None else step(nxt)  # (B, V) scores for the next token
+        if on_logits is not None:
+            on_logits(logits)
         scores = procs(tokens, logits.float())
-        nxt = sample_next(scores, greedy, generator)  # (B,)
+        nxt = sample_next(scores, config.greedy, generator)  # (B,)
         if pad is not None:
             nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
@@ -204,9 +271,8 @@ def stream(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1
             for b, hit in zip(live, stopper([generated[b] for b in live])):
                 finished[b] |= hit
         yield nxt
-        if bool(finished.all()) or i == max_new_tokens - 1:
+        if bool(finished.all()):
             return
-        logits = step(nxt)
 
 
 CACHE_BUCKET = 256  # compiled decoding sizes its cache in multiples of this (masked slots cost little)
@@ -224,11 +290,12 @@ class DecodeStep:
     """
 
     def __init__(self, model, batch_size: int, max_len: int, attention_mask: torch.Tensor | None,
-                 compile: bool | str = False):
+                 compile: bool | str = False, cache=None):
         self.model, self.compiled = model, bool(compile)
         if self.compiled:  # round the cache up, so generations of similar length share one graph
             max_len = min(model.config.block_size, -(-max_len // CACHE_BUCKET) * CACHE_BUCKET)
-        self.cache = model.make_cache(batch_size, max_len, fixed_shape=self.compiled)
+        # A given (eager) cache may already hold the prompt's first positions: prefill runs the rest.
+        self.cache = cache if cache is not None else model.make_cache(batch_size, max_len, fixed_shape=self.compiled)
         self.mask = None if attention_mask is None else attention_mask.to(model.device).long()
         self.forward = model
         if compile:
@@ -247,7 +314,7 @@ class DecodeStep:
         if self.compiled:
             self.mask_buf[:, :T] = self.mask if self.mask is not None else 1
             return self.model(idx, cache=self.cache, attention_mask=self.mask_buf[:, :T])[:, -1]
-        return self.model(idx, cache=self.cache, attention_mask=self.mask)[:, -1]
+        return self.model(idx[:, self.cache.seq_len:], cache=self.cache, attention_mask=self.mask)[:, -1]
 
     def __call__(self, nxt: torch.Tensor) -> torch.Tensor:
         if self.compiled:
@@ -277,56 +344,29 @@ def _compiled_forward(model, how: str = "inductor"):
 
 
 @torch.no_grad()
-def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
-             typical_p: float | None = None, repetition_penalty: float | None = None,
-             frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-             no_repeat_ngram_size: int | None = None, bad_words_ids: Sequence[Sequence[int]] | None = None,
-             logit_bias: dict[int, float] | None = None, min_new_tokens: int = 0,
-             eos_id: int | None = None, pad_id: int | None = None, stop: str | Sequence[str] | None = None,
-             tokenizer=None, attention_mask: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, logits_processors: Sequence[Any] | None = None,
-             compile: bool | str = False) -> torch.Tensor:
-    """Continue every row of ``idx`` (B, T) by up to ``max_new_tokens`` tokens.
+def generate(model, idx: torch.Tensor, max_new_tokens: int | None = None, config: GenerationConfig | None = None,
+             **kwargs) -> torch.Tensor:
+    """Continue every row of ``idx`` (B, T) by up to ``max_new_tokens`` tokens: :func:`stream`, collected.
 
-    Args:
-        model: a :class:`llmnotes.GPT` (anything with ``config.block_size``, ``make_cache`` and
-            ``model(idx, cache=..., attention_mask=...)``).
-        idx: (B, T) prompt ids; left-pad rows of different lengths and pass ``attention_mask``.
-        max_new_tokens: tokens to add; ``T + max_new_tokens`` must fit in ``block_size``.
-        temperature: ``0`` is greedy (argmax, no division); otherwise logits are divided by it.
-        top_k, top_p, min_p, typical_p: sampling filters (see :mod:`llmnotes.sampling.processors`).
-        repetition_penalty: CTRL's penalty on every token already in the row (1.0 = off).
-        frequency_penalty, presence_penalty: OpenAI's penalties on the *generated* tokens.
-        no_repeat_ngram_size: forbid repeating any n-gram of this size.
-        bad_words_ids: token sequences that must never be produced.
-        logit_bias: ``{token_id: bias}`` added to the logits, OpenAI style.
-        min_new_tokens: forbid ``eos_id`` before this many tokens are generated.
-        eos_id: a row finishes when it produces this token.
-        pad_id: what finished rows produce afterwards (default ``eos_id``).
-        stop: string(s) that finish a row once they appear in its generated text (needs ``tokenizer``).
-        attention_mask: (B, T) 1 for tokens, 0 for left padding.
-        generator: a ``torch.Generator`` for reproducible sampling.
-        logits_processors: extra callables ``(input_ids, scores) -> scores``, applied after the
-            built-in penalties and before temperature and the filters.
-        compile: run the decode step under ``torch.compile`` with a fixed-shape cache. ``True``
-            means the inductor backend; a string is a ``torch.compile`` mode
-            (``"reduce-overhead"``: CUDA graphs on a GPU) or a backend (``"aot_eager"`` traces
-            without generating kernels, for quick checks).
+    Takes exactly :func:`stream`'s arguments: the settings as a :class:`GenerationConfig`
+    (``config=``) or as its field names (``temperature=0, top_k=40, eos_id=...``), plus the
+    inputs ``tokenizer``, ``attention_mask``, ``generator``, ``logits_processors``, ``cache``,
+    ``should_stop`` and ``on_logits``.
 
     Returns:
         (B, T + n) LongTensor, prompt included; ``n <= max_new_tokens`` (smaller only when every
-        row finished early).
+        row finished early or ``should_stop`` fired).
 
     Example:
         >>> model = GPT(GPTConfig.from_preset("nano"))
         >>> generate(model, torch.zeros(2, 3, dtype=torch.long), 5, temperature=0).shape
         torch.Size([2, 8])
+        >>> cfg = GenerationConfig(max_new_tokens=5, temperature=0)
+        >>> torch.equal(generate(model, torch.zeros(2, 3, dtype=torch.long), config=cfg),
+        ...             generate(model, torch.zeros(2, 3, dtype=torch.long), 5, temperature=0))
+        True
     """
-    new = list(stream(model, idx, max_new_tokens, temperature, top_k, top_p, min_p, typical_p,
-                      repetition_penalty, frequency_penalty, presence_penalty, no_repeat_ngram_size,
-                      bad_words_ids, logit_bias, min_new_tokens, eos_id, pad_id, stop, tokenizer,
-                      attention_mask, generator, logits_processors, compile))
+    new = list(stream(model, idx, max_new_tokens, config, **kwargs))
     idx = idx.to(model.device)
     if not new:
         return idx.clone()
