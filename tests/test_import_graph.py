@@ -126,6 +126,9 @@ LAYERS: dict[str, int] = {
     # serve
     "llmnotes.serve": SERVE,
     "llmnotes.serve.app": SERVE,
+    "llmnotes.serve.routes": SERVE,
+    "llmnotes.serve.state": SERVE,
+    "llmnotes.serve.streaming": SERVE,
     "llmnotes.serve.engine": SERVE,
     "llmnotes.serve.protocol": SERVE,
     "llmnotes.serve.limits": SERVE,
