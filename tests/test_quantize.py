@@ -161,6 +161,23 @@ def test_nf4_picks_nearest_level_and_double_quant():
     assert err.max() <= a.block_absmax().max() * 0.16  # widest NF4 gap is 1 - 0.723 ≈ 0.277
 
 
+def test_nf4_block_is_quant_block_and_quantize_model_passes_group_size_as_it():
+    torch.manual_seed(0)
+    lin = nn.Linear(96, 8)
+    layer = NF4Linear.from_linear(lin, quant_block=32)
+    # one absmax per 32 consecutive weights of the flattened matrix
+    assert layer.quant_block == 32 and layer.block_absmax().numel() == 96 * 8 // 32
+    torch.testing.assert_close(layer.block_absmax(), lin.weight.detach().flatten().view(-1, 32).abs().amax(1))
+    model = quantize_model(GPT(GPTConfig.from_preset("nano")).eval(), "nf4", group_size=16)
+    assert {m.quant_block for m in model.modules() if isinstance(m, NF4Linear)} == {16}
+    with pytest.raises(ValueError, match="must be even"):
+        quantize_model(GPT(GPTConfig.from_preset("nano")), "nf4", group_size=15)
+    with pytest.raises(ValueError, match="quant_block must be even"):
+        NF4Linear(32, 32, quant_block=7)
+    with pytest.raises(ValueError, match="double_quant applies to method 'nf4' only"):
+        quantize_model(GPT(GPTConfig.from_preset("nano")), "int4", double_quant=True)
+
+
 def test_llm_int8_keeps_outlier_columns_exact():
     torch.manual_seed(0)
     lin = nn.Linear(32, 16)
@@ -208,7 +225,7 @@ def test_gptq_fast_equals_reference_and_beats_rtn(symmetric):
     H = 2 * X.T @ X / X.shape[0]
     ref = gptq_reference(W, H, 4, 32, symmetric)
     for bs in (128, 40, 7):  # lazy batches of any size give the same answer
-        fast = gptq_quantize_weight(W, H, 4, 32, symmetric, block_size=bs)
+        fast = gptq_quantize_weight(W, H, 4, 32, symmetric, column_batch=bs)
         assert torch.equal(fast[0], ref[0]) and torch.equal(fast[1], ref[1])
     Wg = dequantize_codes(*ref, 32, symmetric)
     Wr = dequantize_codes(*rtn_quantize_weight(W, 4, 32, symmetric), 32, symmetric)
@@ -300,6 +317,23 @@ def test_save_and_load_quantized_round_trip(tmp_path, method):
     assert back.lm_head.weight is back.transformer.wte.weight
     with pytest.raises(FileNotFoundError, match="quantization.json"):
         load_quantized(tmp_path)
+
+
+def test_nf4_directory_saved_with_the_old_argument_names_still_loads(tmp_path):
+    import json
+
+    from llmnotes.quantize import load_quantized, save_quantized
+
+    q = quantize_model(GPT(GPTConfig.from_preset("nano")).eval(), "nf4", double_quant=True)
+    save_quantized(q, "nf4", tmp_path)
+    meta = json.loads((tmp_path / "quantization.json").read_text())
+    old = {"quant_block": "block_size", "dq_block": "dq_block_size"}
+    for spec in meta["layers"].values():  # as written before the NF4 block had its own name
+        spec["args"] = {old.get(k, k): v for k, v in spec["args"].items()}
+    assert "block_size" in json.dumps(meta["layers"])
+    (tmp_path / "quantization.json").write_text(json.dumps(meta))
+    ids = torch.randint(0, 512, (1, 8))
+    assert torch.equal(load_quantized(tmp_path)(ids), q(ids))
 
 
 def test_quantize_command(tmp_path):

@@ -14,8 +14,9 @@ Two readable-to-fast steps, both here:
 * ``gptq_reference``: exactly that loop, updating the full inverse Hessian after each column.
 * ``gptq_quantize_weight``: the paper's fast form. The successive rows of ``H⁻¹`` after each
   elimination are the rows of the upper Cholesky factor of ``H⁻¹`` (scaled), computed once;
-  updates are applied lazily within blocks of 128 columns and to the rest of the matrix once
-  per block, turning many thin updates into one matrix multiply. Tests check both agree.
+  updates are applied lazily within a batch of 128 columns (``column_batch``; the paper's "lazy
+  batch", ``blocksize`` in its reference code) and to the rest of the matrix once per batch,
+  turning many thin updates into one matrix multiply. Tests check both agree.
 
 Extras as in the paper's code: dampening (add 1% of the mean diagonal to H, for stability),
 groups (a new scale/zero every ``group_size`` columns, computed from the already-updated
@@ -142,24 +143,26 @@ def gptq_reference(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: 
 
 
 def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: int = 128,
-                         symmetric: bool = False, damp: float = 0.01, block_size: int = 128,
+                         symmetric: bool = False, damp: float = 0.01, column_batch: int = 128,
                          act_order: bool = False):
-    """GPTQ with the Cholesky form of H⁻¹ and lazy block updates.
+    """GPTQ with the Cholesky form of H⁻¹ and lazy batch updates.
 
     Args:
         W: weight (out, in).
         H: Hessian (in, in), ``2 X Xᵀ / N`` over calibration inputs.
         bits, group_size, symmetric: the grid (zero-point unless ``symmetric``).
         damp: fraction of the mean of diag(H) added to the diagonal.
-        block_size: columns per lazy batch (128 in the paper).
+        column_batch: columns per lazy batch: updates inside a batch are applied column by
+            column, to the columns after it once per batch (the paper's B = 128; its reference
+            code calls it ``blocksize``). It changes the speed, not the result (up to rounding).
         act_order: quantize columns by decreasing diag(H).
 
     Returns:
         ``(codes, scale, zero)`` in the original column order.
     """
     gs = _check(W, bits, group_size)
-    if block_size <= 0:
-        raise ValueError(f"block_size must be positive, got {block_size}")
+    if isinstance(column_batch, bool) or not isinstance(column_batch, int) or column_batch <= 0:
+        raise ValueError(f"column_batch must be a positive integer, got {column_batch!r}")
     W, H = _prepare(W, H, damp)
     out_f, n = W.shape
     scale = torch.zeros(out_f, n // gs, device=W.device)
@@ -175,26 +178,26 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True).float()
     codes = torch.zeros_like(W)
     with _cpu_threads(1, W.device):
-        _gptq_loop(W, U, codes, scale, zero, perm, bits, gs, symmetric, block_size, act_order)
+        _gptq_loop(W, U, codes, scale, zero, perm, bits, gs, symmetric, column_batch, act_order)
     if act_order:
         codes = codes[:, torch.argsort(perm)]
     return codes, scale, zero
 
 
-def _gptq_loop(W, U, codes, scale, zero, perm, bits, gs, symmetric, block_size, act_order) -> None:
+def _gptq_loop(W, U, codes, scale, zero, perm, bits, gs, symmetric, column_batch, act_order) -> None:
     """The column loop of ``gptq_quantize_weight``; fills ``codes``, ``scale``, ``zero`` in place."""
     n = W.shape[1]
     group_of = [p // gs for p in perm.tolist()]  # group of each (permuted) column, no device syncs
-    for i1 in range(0, n, block_size):
-        i2 = min(i1 + block_size, n)
+    for i1 in range(0, n, column_batch):
+        i2 = min(i1 + column_batch, n)
         W1, U1 = W[:, i1:i2].clone(), U[i1:i2, i1:i2]
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             col = i1 + i
             g = group_of[col]
             if not act_order and col % gs == 0:
-                # The group's current values: the rest of this block, plus (if the group runs
-                # past the block) later columns with this block's pending updates applied.
+                # The group's current values: the rest of this batch, plus (if the group runs
+                # past the batch) later columns with this batch's pending updates applied.
                 ahead, end = W1[:, i:], col + gs
                 if end > i2:
                     later = W[:, i2:end] - Err1[:, :i] @ U[i1:i1 + i, i2:end]
@@ -203,9 +206,9 @@ def _gptq_loop(W, U, codes, scale, zero, perm, bits, gs, symmetric, block_size, 
             c, q = _quantize_column(W1[:, i], scale[:, g], zero[:, g], bits, symmetric)
             codes[:, col] = c
             err = (W1[:, i] - q) / U1[i, i]
-            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]  # update the rest of this block now
+            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]  # update the rest of this batch now
             Err1[:, i] = err
-        W[:, i2:] -= Err1 @ U[i1:i2, i2:]  # ... and everything after it once per block
+        W[:, i2:] -= Err1 @ U[i1:i2, i2:]  # ... and everything after it once per batch
 
 
 def dequantize_codes(codes, scale, zero, group_size: int, symmetric: bool = False) -> torch.Tensor:
@@ -253,7 +256,7 @@ def _block_key(name: str) -> str:
 @torch.no_grad()
 def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], calibration: torch.Tensor,
                         bits: int = 4, group_size: int = 128, symmetric: bool = False, damp: float = 0.01,
-                        act_order: bool = False, block_size: int = 128) -> nn.Module:
+                        act_order: bool = False, column_batch: int = 128) -> nn.Module:
     """Quantize ``layers`` of ``model`` with GPTQ, one transformer block at a time.
 
     The Hessians of a block's layers come from a calibration pass through the model whose
@@ -299,7 +302,7 @@ def gptq_quantize_model(model: nn.Module, layers: list[tuple[str, nn.Linear]], c
             if H[name] is None:
                 raise RuntimeError(f"layer {name} saw no calibration input; is it used in forward()?")
             codes, scale, zero = gptq_quantize_weight(lin.weight, H[name].to(lin.weight.device), bits,
-                                                      group_size, symmetric, damp, block_size, act_order)
+                                                      group_size, symmetric, damp, column_batch, act_order)
             gs = min(group_size, lin.in_features)
             set_module(model, name, QuantizedLinear.from_codes(codes, scale, None if symmetric else zero,
                                                                 bits, gs, lin.bias))

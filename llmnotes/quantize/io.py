@@ -19,6 +19,8 @@ from llmnotes.quantize.layers import LLMInt8Linear, NF4Linear, QuantizedEmbeddin
 from llmnotes.utils import atomic_path, atomic_write_text, set_module
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear, QuantizedEmbedding)}
+# Constructor arguments renamed since: directories saved before still load.
+_RENAMED_ARGS = {"NF4Linear": {"block_size": "quant_block", "dq_block_size": "dq_block"}}
 
 
 def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=None) -> Path:
@@ -68,7 +70,9 @@ def _skeleton(meta: dict, meta_path: Path):
         if not isinstance(spec.get("args"), dict):
             raise ValueError(f"{meta_path}: layer {name!r} needs an 'args' object")
         try:
-            set_module(model, name, LAYER_CLASSES[spec["class"]](**spec["args"]))
+            renamed = _RENAMED_ARGS.get(spec["class"], {})
+            args = {renamed.get(k, k): v for k, v in spec["args"].items()}
+            set_module(model, name, LAYER_CLASSES[spec["class"]](**args))
         except (TypeError, AttributeError) as err:  # wrong argument names, or no such submodule
             raise ValueError(f"{meta_path}: layer {name!r} cannot be built from {spec} ({err})") from None
     for name, table in heads.items():  # share the table's tensors again, as when saved

@@ -237,24 +237,33 @@ class QuantizedLinear(nn.Module):
 
 
 class NF4Linear(QuantizedLinear):
-    """4-bit NormalFloat weights (QLoRA): blocks of 64 values share one absmax.
+    """4-bit NormalFloat weights (QLoRA): blocks of ``quant_block`` = 64 values share one absmax.
+
+    The blocks run over the flattened weight, as in bitsandbytes (whose ``blocksize`` this is), so
+    ``quant_block`` need not divide ``in_features``; it must be even (two codes per byte).
 
     With ``double_quant`` the fp32 absmax constants are themselves quantized: their mean is
-    subtracted and the rest stored as int8 with one fp32 scale per 256 constants (QLoRA uses an
-    8-bit float code for this step; a linear int8 code is used here, which costs the same bits).
-    That cuts the constants from 32/64 = 0.5 to 8/64 + 32/(64·256) ≈ 0.127 bits per weight.
+    subtracted and the rest stored as int8 with one fp32 scale per ``dq_block`` = 256 constants
+    (QLoRA uses an 8-bit float code for this step; a linear int8 code is used here, which costs
+    the same bits). That cuts the constants from 32/64 = 0.5 to 8/64 + 32/(64·256) ≈ 0.127 bits
+    per weight.
     """
 
-    def __init__(self, in_features: int, out_features: int, block_size: int = 64,
-                 double_quant: bool = False, dq_block_size: int = 256, bias: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, quant_block: int = 64,
+                 double_quant: bool = False, dq_block: int = 256, bias: bool = True) -> None:
+        for name, value in (("quant_block", quant_block), ("dq_block", dq_block)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if quant_block % 2:
+            raise ValueError(f"quant_block must be even (two 4-bit codes per byte), got {quant_block}")
         nn.Module.__init__(self)
         self.in_features, self.out_features = in_features, out_features
-        self.bits, self.block_size, self.double_quant, self.dq_block_size = 4, block_size, double_quant, dq_block_size
+        self.bits, self.quant_block, self.double_quant, self.dq_block = 4, quant_block, double_quant, dq_block
         n = in_features * out_features
-        n_blocks = math.ceil(n / block_size)
-        self.register_buffer("qweight", torch.zeros(n_blocks * block_size // 2, dtype=torch.uint8))
+        n_blocks = math.ceil(n / quant_block)
+        self.register_buffer("qweight", torch.zeros(n_blocks * quant_block // 2, dtype=torch.uint8))
         if double_quant:
-            n_dq = math.ceil(n_blocks / dq_block_size)
+            n_dq = math.ceil(n_blocks / dq_block)
             self.register_buffer("absmax_q", torch.zeros(n_blocks, dtype=torch.int8))
             self.register_buffer("absmax_scale", torch.ones(n_dq, dtype=torch.float32))
             self.register_buffer("absmax_mean", torch.zeros((), dtype=torch.float32))
@@ -264,25 +273,25 @@ class NF4Linear(QuantizedLinear):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, nf4, "
-                f"block_size={self.block_size}, double_quant={self.double_quant}")
+                f"quant_block={self.quant_block}, double_quant={self.double_quant}")
 
     def init_args(self) -> dict:
-        return {"in_features": self.in_features, "out_features": self.out_features, "block_size": self.block_size,
-                "double_quant": self.double_quant, "dq_block_size": self.dq_block_size, "bias": self.bias is not None}
+        return {"in_features": self.in_features, "out_features": self.out_features, "quant_block": self.quant_block,
+                "double_quant": self.double_quant, "dq_block": self.dq_block, "bias": self.bias is not None}
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, block_size: int = 64, double_quant: bool = False,
-                    dq_block_size: int = 256) -> "NF4Linear":
+    def from_linear(cls, linear: nn.Linear, quant_block: int = 64, double_quant: bool = False,
+                    dq_block: int = 256) -> "NF4Linear":
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-        layer = cls(linear.in_features, linear.out_features, block_size, double_quant, dq_block_size,
+        layer = cls(linear.in_features, linear.out_features, quant_block, double_quant, dq_block,
                     bias=linear.bias is not None).to(linear.weight.device)
-        idx, absmax = nf4_quantize(linear.weight, block_size)
+        idx, absmax = nf4_quantize(linear.weight, quant_block)
         layer.qweight.copy_(pack_int4(idx.flatten()))
         if double_quant:
             mean = absmax.mean()
-            centred = F.pad(absmax - mean, (0, (-absmax.numel()) % dq_block_size))
-            q, s = absmax_quantize(centred, bits=8, group_size=dq_block_size)
+            centred = F.pad(absmax - mean, (0, (-absmax.numel()) % dq_block))
+            q, s = absmax_quantize(centred, bits=8, group_size=dq_block)
             layer.absmax_q.copy_(q[: absmax.numel()])
             layer.absmax_scale.copy_(s)
             layer.absmax_mean.copy_(mean)
@@ -297,11 +306,11 @@ class NF4Linear(QuantizedLinear):
         if not self.double_quant:
             return self.absmax
         n = self.absmax_q.numel()
-        q = F.pad(self.absmax_q, (0, (-n) % self.dq_block_size))
-        return dequantize(q, self.absmax_scale, group_size=self.dq_block_size)[:n] + self.absmax_mean
+        q = F.pad(self.absmax_q, (0, (-n) % self.dq_block))
+        return dequantize(q, self.absmax_scale, group_size=self.dq_block)[:n] + self.absmax_mean
 
     def dequantize_weight(self) -> torch.Tensor:
-        idx = unpack_int4(self.qweight).long().view(-1, self.block_size)  # (n_blocks, block)
+        idx = unpack_int4(self.qweight).long().view(-1, self.quant_block)  # (n_blocks, block)
         w = NF4_CODE.to(idx.device)[idx] * self.block_absmax()[:, None]
         return w.flatten()[: self.in_features * self.out_features].view(self.out_features, self.in_features)
 
@@ -309,7 +318,7 @@ class NF4Linear(QuantizedLinear):
         idx = unpack_int4(self.qweight).tolist()
         absmax = self.block_absmax().tolist()
         n = self.in_features * self.out_features
-        values = [NF4_CODE[idx[i]].item() * absmax[i // self.block_size] for i in range(n)]
+        values = [NF4_CODE[idx[i]].item() * absmax[i // self.quant_block] for i in range(n)]
         return torch.tensor(values).view(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

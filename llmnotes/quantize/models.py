@@ -87,7 +87,7 @@ def activation_absmax(model: nn.Module, layers: list[tuple[str, nn.Linear]],
 def quantize_model(model: nn.Module, method: str, *, group_size: int | None = None, bits: int | None = None,
                    symmetric: bool | None = None, calibration: torch.Tensor | None = None,
                    threshold: float = 6.0, double_quant: bool = False, damp: float = 0.01,
-                   act_order: bool = False, block_size: int = 128,
+                   act_order: bool = False, column_batch: int = 128,
                    skip: Iterable[str] = ("lm_head",), embeddings: bool = False) -> nn.Module:
     """Replace ``model``'s ``nn.Linear`` layers by quantized ones, in place; return ``model``.
 
@@ -95,11 +95,13 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
         ``"int8"``: per-output-channel absmax int8 (``group_size`` optional).
         ``"int4"``: 4-bit round-to-nearest in groups of ``group_size`` (default 128, clamped to
         in_features), zero-point unless ``symmetric=True``.
-        ``"nf4"``: QLoRA NormalFloat-4, blocks of 64 (``group_size``), ``double_quant`` option.
+        ``"nf4"``: QLoRA NormalFloat-4. Here ``group_size`` is the NF4 block: the values sharing
+        one absmax (``NF4Linear``'s ``quant_block``, bitsandbytes' ``blocksize``; default 64,
+        must be even), counted over the flattened weight. ``double_quant`` option.
         ``"llm.int8"``: LLM.int8(); input columns whose calibration activations exceed
         ``threshold`` stay fp16. Needs ``calibration``.
         ``"gptq"``: GPTQ with ``bits`` (4), ``group_size`` (128), ``damp`` (1% of mean diag H),
-        lazy batches of ``block_size`` columns, ``act_order``. Needs ``calibration``.
+        lazy batches of ``column_batch`` columns (speed only), ``act_order``. Needs ``calibration``.
 
     Args:
         calibration: LongTensor (N, T) of token ids, for the data-aware methods.
@@ -121,6 +123,11 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
             raise ValueError(f"method 'int4' is 4-bit, got bits={bits}; use method='int8' for 8 bits")
     if group_size is not None and (not isinstance(group_size, int) or group_size <= 0):
         raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
+    if method == "nf4" and group_size is not None and group_size % 2:
+        raise ValueError(f"for method 'nf4', group_size is the NF4 block (values sharing one absmax) "
+                         f"and must be even (two 4-bit codes per byte), got {group_size}")
+    if double_quant and method != "nf4":
+        raise ValueError(f"double_quant applies to method 'nf4' only, not {method!r}")
     if threshold <= 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     layers = linear_layers(model, skip)
@@ -130,7 +137,7 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
     if method == "gptq":
         return gptq_quantize_model(model, layers, _check_calibration(calibration, method), bits=bits or 4,
                                    group_size=group_size or 128, symmetric=bool(symmetric), damp=damp,
-                                   act_order=act_order, block_size=block_size)
+                                   act_order=act_order, column_batch=column_batch)
     if method == "llm.int8":
         stats = activation_absmax(model, layers, _check_calibration(calibration, method))
         for name, lin in layers:
@@ -143,7 +150,7 @@ def quantize_model(model: nn.Module, method: str, *, group_size: int | None = No
         elif method == "int4":
             new = QuantizedLinear.from_linear(lin, 4, group_size or 128, symmetric=bool(symmetric))
         else:  # nf4
-            new = NF4Linear.from_linear(lin, group_size or 64, double_quant)
+            new = NF4Linear.from_linear(lin, quant_block=group_size or 64, double_quant=double_quant)
         set_module(model, name, new)
     return model
 

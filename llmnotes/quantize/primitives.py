@@ -174,15 +174,18 @@ NF4_CODE = torch.tensor([
 ])
 
 
-def nf4_quantize(x: torch.Tensor, block_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """NF4: per block of ``block_size`` values, ``x / absmax`` → index of the nearest NF4 level.
+def nf4_quantize(x: torch.Tensor, quant_block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """NF4: per block of ``quant_block`` values, ``x / absmax`` → index of the nearest NF4 level.
 
-    Returns ``(indices uint8 (n_blocks, block_size), absmax float32 (n_blocks,))`` over the
-    flattened tensor, zero-padded to a whole number of blocks.
+    ``quant_block`` is the number of consecutive values sharing one absmax (QLoRA's block size,
+    64; bitsandbytes' ``blocksize``). Returns ``(indices uint8 (n_blocks, quant_block), absmax
+    float32 (n_blocks,))`` over the flattened tensor, zero-padded to a whole number of blocks.
     """
     _check_tensor(x)
+    if isinstance(quant_block, bool) or not isinstance(quant_block, int) or quant_block <= 0:
+        raise ValueError(f"quant_block must be a positive integer, got {quant_block!r}")
     flat = x.detach().float().flatten()
-    flat = F.pad(flat, (0, (-flat.numel()) % block_size)).view(-1, block_size)
+    flat = F.pad(flat, (0, (-flat.numel()) % quant_block)).view(-1, quant_block)
     absmax = flat.abs().amax(dim=1)
     normed = flat / torch.where(absmax > 0, absmax, torch.ones_like(absmax))[:, None]
     code = NF4_CODE.to(flat.device)
