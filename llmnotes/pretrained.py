@@ -82,7 +82,7 @@ def pretrained_dir(name: str | os.PathLike) -> Path:
 
 
 def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str | None = None,
-                    dtype: torch.dtype | None = None):
+                    dtype: torch.dtype | None = None, for_decode: bool = False):
     """Load a model and its tokenizer: the one loader every ``llmnotes`` command goes through.
 
     Args:
@@ -97,6 +97,9 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
         dtype: the floating-point dtype of the weights; ``None`` is float32 (the shipped model is
             stored in fp16 and loaded as fp32). A quantized model keeps the dtypes it was saved
             with, so it takes no ``dtype``.
+        for_decode: also call ``model.prepare_for_decode()``: on a CPU each linear layer gets the
+            layout measured fastest for generating (same tokens; ``llmnotes sample`` and
+            ``llmnotes serve`` load this way). Off by default: it changes the layers in place.
 
     Returns:
         ``(model, tokenizer)``: a ``GPT`` in eval mode and a ``BPETokenizer``.
@@ -113,7 +116,8 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
     path = pretrained_dir(name)
     kind = dir_kind(path)
     if kind == "adapter":
-        return _load_with_adapter(path, device, dtype)
+        model, tokenizer = _load_with_adapter(path, device, dtype)
+        return (model.prepare_for_decode() if for_decode else model), tokenizer
     if kind == "quantized":
         from llmnotes.quantize import load_quantized
 
@@ -127,7 +131,7 @@ def load_pretrained(name: str | os.PathLike = "tiny", device: torch.device | str
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
                          f"{model.config.vocab_size}; they were not trained together")
-    return model, tokenizer
+    return (model.prepare_for_decode() if for_decode else model), tokenizer
 
 
 def _tokenizer(path: Path):

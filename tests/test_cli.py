@@ -52,6 +52,38 @@ def test_serve_help_lists_every_serve_config_field(capsys):
     assert "--no-prefix-cache" in text and "gptq" in text
 
 
+def test_sample_help_lists_every_generation_config_field(capsys):
+    from llmnotes.sampling import GenerationConfig
+
+    text = _help(capsys, "sample")
+    missing = [f.name for f in dataclasses.fields(GenerationConfig) if _flag(f.name) not in text]
+    assert not missing, f"GenerationConfig fields without a flag: {missing}"
+    assert "nucleus sampling" in " ".join(text.split())  # help comes from the field docs
+
+
+def test_sample_flags_build_the_generation_config(capsys):
+    """Every kind of flag reaches the GenerationConfig the command decodes with, and a bad value
+    is the config's one-line error."""
+    import argparse
+
+    from llmnotes.cli.sample import add_sample_arguments, generation_config
+    from llmnotes.tokenizer import load_tokenizer
+
+    parser = argparse.ArgumentParser()
+    add_sample_arguments(parser)
+    args = parser.parse_args(["--top-k", "5", "--bad-words-ids", "12 7", "--bad-words-ids", "9",
+                              "--logit-bias", "12=-5", "--stop", ".", "--stop", "!", "--seed", "3",
+                              "--compile", "--min-p", "0.1"])
+    tok = load_tokenizer()
+    config = generation_config(args, tok)
+    assert (config.top_k, config.bad_words_ids, config.logit_bias) == (5, [[12, 7], [9]], {12: -5.0})
+    assert (config.stop, config.seed, config.compile, config.min_p) == ([".", "!"], 3, True, 0.1)
+    assert (config.max_new_tokens, config.temperature, config.eos_id) == (100, 0.8, tok.eot_id)  # the command's defaults
+    assert generation_config(parser.parse_args(["--compile", "reduce-overhead"]), tok).compile == "reduce-overhead"
+    assert main(["sample", "--top-p", "3", "--device", "cpu"]) == 2
+    assert "top_p must be in (0, 1], got 3.0" in capsys.readouterr().err
+
+
 def test_model_and_device_flags_read_the_same_everywhere(capsys):
     for command in ("sample", "quantize", "export", "serve", "finetune"):
         text = " ".join(_help(capsys, command).split())

@@ -79,7 +79,9 @@ LAYERS: dict[str, int] = {
     # sampling
     "llmnotes.sampling": MIDDLE,
     "llmnotes.sampling.processors": MIDDLE,
+    "llmnotes.sampling.config": MIDDLE,
     "llmnotes.sampling.decode": MIDDLE,
+    "llmnotes.sampling.text": MIDDLE,
     "llmnotes.sampling.beam": MIDDLE,
     "llmnotes.sampling.speculative": MIDDLE,
     # train

@@ -19,12 +19,13 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
 
 
-def load_model(name: str | None, device: str | None = None):
-    """``(model, tokenizer)`` for ``--model`` (``None``: the shipped tiny model) on ``--device``."""
+def load_model(name: str | None, device: str | None = None, for_decode: bool = False):
+    """``(model, tokenizer)`` for ``--model`` (``None``: the shipped tiny model) on ``--device``;
+    ``for_decode``: prepared for generating (``load_pretrained(..., for_decode=True)``)."""
     from llmnotes.pretrained import load_pretrained
     from llmnotes.utils import pick_device
 
-    return load_pretrained(name or "tiny", device=pick_device(device))
+    return load_pretrained(name or "tiny", device=pick_device(device), for_decode=for_decode)
 
 
 # --- flags derived from a config dataclass ------------------------------------------------------
@@ -76,7 +77,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[st
 
     ``bool`` fields become ``--flag`` (default False) or ``--flag/--no-flag`` (default True),
     ``tuple[float, float]`` fields take two values, ``X | None`` fields default to ``None``.
-    ``extra`` adds ``add_argument`` keywords per field (``choices``, ``metavar``...).
+    ``extra`` adds ``add_argument`` keywords per field (``choices``, ``metavar``, a command's own
+    ``default``...); an extra ``help`` may hold ``{doc}``, replaced by the field's docs.
     """
     import dataclasses
     import typing
@@ -85,7 +87,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[st
     for f in dataclasses.fields(cls):
         if f.name in skip or f.name == "extra":
             continue
+        more = dict((extra or {}).get(f.name, {}))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = more.get("default", default)
         kind, optional = _flag_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         kw: dict = {"default": default, "dest": f.name}
@@ -100,7 +104,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[st
         else:
             kw["type"] = kind if kind in (int, float, str) else str
             kw["help"] = f"{doc} (default: {default})"
-        kw.update((extra or {}).get(f.name, {}))
+        if "help" in more:
+            more["help"] = more["help"].replace("{doc}", doc)
+        kw.update(more)
         parser.add_argument(flag, **kw)
         added.append(f.name)
     return added

@@ -1,32 +1,80 @@
-"""``llmnotes sample``: print continuations of a prompt from a model."""
+"""``llmnotes sample``: print continuations of a prompt from a model.
+
+One flag per :class:`~llmnotes.sampling.GenerationConfig` field (derived from the dataclass, help
+from its docs); the continuations come from :func:`~llmnotes.sampling.complete` (or, with
+``--stream``, :func:`~llmnotes.sampling.stream`), the same decode loop as the Python route. The
+model is loaded with ``load_pretrained(..., for_decode=True)``: a Python caller that loads it that
+way decodes at the same speed.
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch
 
-from llmnotes.cli.common import add_device_argument, add_model_argument, load_model
-from llmnotes.sampling import generate, stream, truncate_at_stop
+from llmnotes.cli.common import add_config_arguments, add_device_argument, add_model_argument, load_model
+from llmnotes.sampling import GenerationConfig, complete, encode_prompts, stream, truncate_at_stop
+
+
+def _token_ids(text: str) -> list[int]:
+    """``"12 7"`` -> ``[12, 7]``: one banned token sequence."""
+    try:
+        return [int(t) for t in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected token ids separated by spaces, got {text!r}") from None
+
+
+def _bias(text: str) -> tuple[int, float]:
+    """``"12=-5"`` -> ``(12, -5.0)``: one logit_bias entry."""
+    token, sep, value = text.partition("=")
+    try:
+        return int(token), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TOKEN_ID=BIAS such as 12=-5, got {text!r}") from None
+
+
+def _compile_how(text: str) -> bool | str:
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+# The flags whose value is not a plain number or string, and this command's own defaults.
+FLAG_EXTRAS = {
+    "max_new_tokens": {"default": 100},
+    "temperature": {"default": 0.8},
+    "bad_words_ids": {"type": _token_ids, "action": "append", "metavar": "IDS",
+                      "help": "{doc} Repeat the flag once per sequence, ids separated by spaces: --bad-words-ids '12 7'."},
+    "logit_bias": {"type": _bias, "action": "append", "metavar": "ID=BIAS",
+                   "help": "{doc} Repeat the flag once per token: --logit-bias 12=-5."},
+    "stop": {"action": "append", "help": "{doc} Repeat the flag for several strings."},
+    "compile": {"type": _compile_how, "nargs": "?", "const": True, "metavar": "MODE",
+                "help": "{doc} --compile alone means True. (default: off)"},
+}
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``llmnotes sample``."""
+    """Arguments of ``llmnotes sample``: the model and the prompt, then one flag per
+    ``GenerationConfig`` field."""
     add_model_argument(parser)
     parser.add_argument("--prompt", default="", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=100)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--min-p", type=float, default=None)
-    parser.add_argument("--repetition-penalty", type=float, default=None)
     parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    parser.add_argument("--seed", type=int, default=None)
     add_device_argument(parser)
     parser.add_argument("--stream", action="store_true", help="print tokens as they are produced")
+    settings = parser.add_argument_group("sampling (GenerationConfig)")
+    parser.set_defaults(config_fields=add_config_arguments(settings, GenerationConfig, extra=FLAG_EXTRAS))
+
+
+def generation_config(args: argparse.Namespace, tokenizer) -> GenerationConfig:
+    """The validated :class:`GenerationConfig` the flags describe; ``eos_id`` defaults to the tokenizer's."""
+    from llmnotes.tokenizer import eos_id_of
+
+    values = {name: getattr(args, name) for name in args.config_fields}
+    if values["logit_bias"] is not None:
+        values["logit_bias"] = dict(values["logit_bias"])
+    if values["eos_id"] is None:
+        values["eos_id"] = eos_id_of(tokenizer)
+    return GenerationConfig(**values)
 
 
 def _check_sample_memory(model, num_samples: int) -> None:
@@ -44,56 +92,39 @@ def run_sample(args: argparse.Namespace) -> int:
     """``llmnotes sample``: print continuations of ``--prompt``."""
     if args.num_samples < 1:
         raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
-    if args.max_new_tokens < 0:
-        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    from llmnotes.tokenizer import eos_id_of
-
-    model, tokenizer = load_model(args.model, args.device)
-    model = model.prepare_for_decode()
+    if args.stream and args.num_samples != 1:
+        raise ValueError("--stream prints one sample; drop --num-samples or --stream")
+    model, tokenizer = load_model(args.model, args.device, for_decode=True)
+    config = generation_config(args, tokenizer)
     _check_sample_memory(model, args.num_samples)
-    generator = None
-    if args.seed is not None:
-        generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    ids = tokenizer.encode(args.prompt) if args.prompt else []
-    eos = eos_id_of(tokenizer)
-    if not ids:
-        if eos is None:
-            raise ValueError("--prompt is empty and the tokenizer has no end-of-text token to start from")
-        ids = [eos]
-    if len(ids) >= model.config.block_size:
-        raise ValueError(f"the prompt is {len(ids)} tokens long but the model's context holds "
+    idx, _ = encode_prompts(tokenizer, [args.prompt], config.eos_id, config.pad_id)
+    if idx.shape[1] >= model.config.block_size:
+        raise ValueError(f"the prompt is {idx.shape[1]} tokens long but the model's context holds "
                          f"{model.config.block_size}, leaving no room to generate; shorten --prompt")
-    idx = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=model.device)
-    max_new = min(args.max_new_tokens, model.config.block_size - idx.shape[1])
-    kwargs = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                  repetition_penalty=args.repetition_penalty, eos_id=eos, stop=args.stop,
-                  tokenizer=tokenizer, generator=generator)
+    # Ask for no more than the context has room for (a long --max-new-tokens is clipped, not refused).
+    config = config.replace(max_new_tokens=min(config.max_new_tokens, model.config.block_size - idx.shape[1]))
     if args.stream:
-        if args.num_samples != 1:
-            raise ValueError("--stream prints one sample; drop --num-samples or --stream")
-        sys.stdout.write(args.prompt)
-        produced: list[int] = []
-        printed = ""
-        for tok in stream(model, idx, max_new, **kwargs):
-            if eos is not None and int(tok[0]) == eos:
-                break
-            produced.append(int(tok[0]))
-            text = truncate_at_stop(tokenizer.decode(produced), args.stop)
-            # A multi-byte character may span tokens: print only what has become stable text.
-            if not text.endswith("\ufffd"):
-                sys.stdout.write(text[len(printed):])
-                sys.stdout.flush()
-                printed = text
-        sys.stdout.write("\n")
+        _print_stream(model, tokenizer, args.prompt, idx.to(model.device), config)
         return 0
-    out = generate(model, idx, max_new, **kwargs)
-    for row in out[:, len(ids):].tolist():
-        if eos is not None and eos in row:
-            row = row[: row.index(eos)]
-        text = truncate_at_stop(tokenizer.decode(row), args.stop)
+    for text in complete(model, tokenizer, [args.prompt] * args.num_samples, config):
         print(args.prompt + text)
         if args.num_samples > 1:
             print("-" * 40)
     return 0
+
+
+def _print_stream(model, tokenizer, prompt: str, idx: torch.Tensor, config: GenerationConfig) -> None:
+    """Print the continuation as it is made; a character split across tokens waits for its end."""
+    sys.stdout.write(prompt)
+    produced: list[int] = []
+    printed = ""
+    for tok in stream(model, idx, config=config, tokenizer=tokenizer):
+        if config.eos_id is not None and int(tok[0]) == config.eos_id:
+            break
+        produced.append(int(tok[0]))
+        text = truncate_at_stop(tokenizer.decode(produced), config.stop)
+        if not text.endswith("\ufffd"):
+            sys.stdout.write(text[len(printed):])
+            sys.stdout.flush()
+            printed = text
+    sys.stdout.write("\n")

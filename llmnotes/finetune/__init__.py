@@ -17,8 +17,8 @@ from llmnotes.finetune.classify import (ClassificationDataset, GPTClassifier, ac
                                         confusion_matrix, freeze, last_token_index, predict)
 from llmnotes.finetune.instruct import (ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, IGNORE_INDEX,
                                         InstructionDataset, STYLES, encode_example, evaluate_instructions,
-                                        format_alpaca, format_chat, format_prompt, normalize, pad_left,
-                                        pad_right, respond, response_text, score_response, sft_loss,
+                                        format_alpaca, format_chat, format_prompt, normalize, pad_right,
+                                        respond, response_text, score_response, sft_loss,
                                         trim_padding)
 from llmnotes.finetune.lora import (DEFAULT_TARGETS, LoRALinear, PEFT_PREFIX, apply_lora, base_weight,
                                     disable_lora, load_adapter, lora_layers, lora_state_dict,
@@ -27,6 +27,7 @@ from llmnotes.finetune.lora import (DEFAULT_TARGETS, LoRALinear, PEFT_PREFIX, ap
 from llmnotes.finetune.dpo import (DPOLoss, PreferenceDataset, dpo_loss, pair_logprobs, pair_margins,
                                    preference_accuracy, preference_margin, sequence_logprob, token_logprobs)
 from llmnotes.finetune.tasks import (FinetuneTrainer, build_task)
+from llmnotes.sampling import pad_left  # batched generation's padding, where finetuning used to keep it
 from llmnotes.train import TrainConfig  # what FinetuneTrainer takes, where the pages import it
 
 __all__ = [

@@ -107,18 +107,6 @@ def pad_right(seqs: Sequence[torch.Tensor], value: int, length: int | None = Non
     return out
 
 
-def pad_left(seqs: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad id lists for batched generation: ``(ids (B, L), attention_mask (B, L))``."""
-    length = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), length), value, dtype=torch.long)
-    mask = torch.zeros((len(seqs), length), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, length - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, length - len(s):] = 1
-    return ids, mask
-
-
 class InstructionDataset(PairDataset):
     """``(x, y)`` pairs from instruction rows, right-padded to one length so they stack.
 
@@ -159,25 +147,17 @@ def sft_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def respond(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24) -> list[str]:
-    """Greedy replies to a batch of already formatted prompts, cut at ``<|endoftext|>``."""
-    from llmnotes.sampling import generate
+    """Greedy replies to a batch of already formatted prompts, cut at the end-of-text token
+    (:func:`llmnotes.sampling.complete`, with the model in eval mode for the call)."""
+    from llmnotes.sampling import complete
 
-    eot = tokenizer.eot_id
-    ids = [tokenizer.encode(p, allowed_special="none") for p in prompts]
-    idx, mask = pad_left(ids, eot)
     was_training = model.training
     model.eval()
     try:
-        out = generate(model, idx.to(model.device), max_new_tokens, temperature=0, eos_id=eot,
-                       attention_mask=mask.to(model.device))
+        replies = complete(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens, temperature=0)
     finally:
         model.train(was_training)
-    replies = []
-    for row in out[:, idx.shape[1]:].tolist():
-        if eot in row:
-            row = row[: row.index(eot)]
-        replies.append(tokenizer.decode(row).strip())
-    return replies
+    return [r.strip() for r in replies]
 
 
 def normalize(text: str) -> str:

@@ -172,25 +172,20 @@ def generate_local(prompt: str, model, tokenizer, max_new_tokens: int = 64,
                    temperature: float = 0.0) -> str:
     """Continue ``prompt`` with a local GPT (greedy by default); return only the new text.
 
-    The answer stops at the first blank line: a base model does not know it should stop.
+    The answer stops at the first blank line (a base model does not know it should stop) or at
+    the end-of-text token: :func:`llmnotes.sampling.complete` with ``stop="\\n\\n"``.
     """
-    import torch
+    from llmnotes.sampling import complete
 
-    from llmnotes.sampling import generate
-
-    ids = encode_plain(tokenizer, prompt)
+    n_prompt = len(encode_plain(tokenizer, prompt))
     block = model.config.block_size
-    if len(ids) + max_new_tokens > block:
-        raise ValueError(f"prompt ({len(ids)} tokens) + max_new_tokens ({max_new_tokens}) "
+    if n_prompt + max_new_tokens > block:
+        raise ValueError(f"prompt ({n_prompt} tokens) + max_new_tokens ({max_new_tokens}) "
                          f"exceeds the model's block_size {block}; build the prompt with "
                          f"max_tokens={block - max_new_tokens}")
-    device = next(model.parameters()).device
-    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     model.eval()
-    with torch.no_grad():
-        out = generate(model, idx, max_new_tokens, temperature=temperature)  # (1, T + new)
-    text = tokenizer.decode(out[0, len(ids):].tolist())
-    return text.split("\n\n")[0].strip()
+    return complete(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                    stop="\n\n").strip()
 
 
 def generate_endpoint(prompt: str, base_url: str, model: str = "llmnotes-tiny",

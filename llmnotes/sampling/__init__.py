@@ -28,11 +28,11 @@ from llmnotes.sampling.processors import (BadWordsProcessor, ForcedBOSProcessor,
                                           temperature_scale, token_counts, top_k_filter, top_p_filter,
                                           typical_filter)
 from llmnotes.sampling.speculative import SpeculativeStats, early_exit_draft, speculative_generate, verify
-from llmnotes.sampling.text import complete, encode_prompts
+from llmnotes.sampling.text import complete, encode_prompts, pad_left
 
 __all__ = [
     # the decode loop
-    "GenerationConfig", "generate", "stream", "complete", "encode_prompts", "generate_reference", "build_processors", "sample_next", "check_prompt",
+    "GenerationConfig", "generate", "stream", "complete", "encode_prompts", "pad_left", "generate_reference", "build_processors", "sample_next", "check_prompt",
     "StopStrings", "truncate_at_stop", "DecodeStep", "CACHE_BUCKET", "COMPILE_MODES",
     # other decoders
     "beam_search", "speculative_generate", "early_exit_draft", "verify", "SpeculativeStats",

@@ -157,6 +157,12 @@ def truncate_at_stop(text: str, stop: str | Sequence[str] | None) -> str:
 
 
 # --------------------------------------------------------------------------- the decode loop
+def model_device(model) -> torch.device:
+    """Where ``model`` runs: its ``device`` attribute (a GPT's), else its first parameter's."""
+    device = getattr(model, "device", None)
+    return device if isinstance(device, torch.device) else next(model.parameters()).device
+
+
 def _sampling_generator(seed: int | None, generator: torch.Generator | None, device) -> torch.Generator | None:
     """The random generator of the draws: ``generator``, or a fresh one seeded with ``seed``."""
     if seed is None:
@@ -238,7 +244,7 @@ def stream(model, idx: torch.Tensor, max_new_tokens: int | None = None, config: 
     pad = config.pad_id if config.pad_id is not None else eos_id
     if pad is None and stopper is not None:
         raise ValueError("stop strings need eos_id or pad_id to fill the rows that have stopped")
-    device = model.device
+    device = model_device(model)
     generator = _sampling_generator(config.seed, generator, device)
     stopped = _stop_signal(should_stop)
     if cache is not None:
@@ -296,7 +302,7 @@ class DecodeStep:
             max_len = min(model.config.block_size, -(-max_len // CACHE_BUCKET) * CACHE_BUCKET)
         # A given (eager) cache may already hold the prompt's first positions: prefill runs the rest.
         self.cache = cache if cache is not None else model.make_cache(batch_size, max_len, fixed_shape=self.compiled)
-        self.mask = None if attention_mask is None else attention_mask.to(model.device).long()
+        self.mask = None if attention_mask is None else attention_mask.to(model_device(model)).long()
         self.forward = model
         if compile:
             width = max_len
@@ -314,7 +320,7 @@ class DecodeStep:
         if self.compiled:
             self.mask_buf[:, :T] = self.mask if self.mask is not None else 1
             return self.model(idx, cache=self.cache, attention_mask=self.mask_buf[:, :T])[:, -1]
-        return self.model(idx[:, self.cache.seq_len:], cache=self.cache, attention_mask=self.mask)[:, -1]
+        return self._eager(idx[:, self.cache.seq_len:])
 
     def __call__(self, nxt: torch.Tensor) -> torch.Tensor:
         if self.compiled:
@@ -322,7 +328,13 @@ class DecodeStep:
             return self.forward(nxt[:, None], cache=self.cache, attention_mask=self.mask_buf)[:, -1]
         if self.mask is not None:
             self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
-        return self.model(nxt[:, None], cache=self.cache, attention_mask=self.mask)[:, -1]
+        return self._eager(nxt[:, None])
+
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+        # No mask, no keyword: any model with forward(idx, cache=...) decodes (the server's contract).
+        if self.mask is None:
+            return self.model(x, cache=self.cache)[:, -1]
+        return self.model(x, cache=self.cache, attention_mask=self.mask)[:, -1]
 
 
 _COMPILED: dict[tuple[int, str], Any] = {}
@@ -367,7 +379,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int | None = None, config
         True
     """
     new = list(stream(model, idx, max_new_tokens, config, **kwargs))
-    idx = idx.to(model.device)
+    idx = idx.to(model_device(model))
     if not new:
         return idx.clone()
     return torch.cat([idx, torch.stack(new, dim=1)], dim=1)

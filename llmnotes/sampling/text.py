@@ -14,8 +14,24 @@ from typing import Sequence
 import torch
 
 from llmnotes.sampling.config import GenerationConfig
-from llmnotes.sampling.decode import generate, truncate_at_stop
+from llmnotes.sampling.decode import generate, model_device, truncate_at_stop
 from llmnotes.tokenizer import encode_text, eos_id_of
+
+
+def pad_left(seqs: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad id lists for batched generation: ``(ids (B, L), attention_mask (B, L))``.
+
+    Left, so that every row's last real token sits in the last column, where the next token is
+    predicted; the mask's 0s keep the padding out of attention.
+    """
+    length = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), length), value, dtype=torch.long)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, length - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, length - len(s):] = 1
+    return ids, mask
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], eos_id: int | None, pad_id: int | None = None,
@@ -31,13 +47,8 @@ def encode_prompts(tokenizer, prompts: Sequence[str], eos_id: int | None, pad_id
             raise ValueError("an empty prompt needs an end-of-sequence token to start from; "
                              "the tokenizer has none, so pass eos_id=...")
         rows = [r or [eos_id] for r in rows]
-    T = max(map(len, rows))
-    pad = next(p for p in (pad_id, eos_id, 0) if p is not None)
-    idx = torch.tensor([[pad] * (T - len(r)) + r for r in rows], dtype=torch.long)
-    if all(len(r) == T for r in rows):
-        return idx, None
-    mask = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return idx, mask
+    idx, mask = pad_left(rows, next(p for p in (pad_id, eos_id, 0) if p is not None))
+    return idx, None if bool(mask.all()) else mask
 
 
 def complete(model, tokenizer, prompt: str | Sequence[str], config: GenerationConfig | None = None,
@@ -70,7 +81,7 @@ def complete(model, tokenizer, prompt: str | Sequence[str], config: GenerationCo
     if config.eos_id is None and eos_id_of(tokenizer) is not None:
         config = config.replace(eos_id=eos_id_of(tokenizer))
     idx, mask = encode_prompts(tokenizer, prompts, config.eos_id, config.pad_id)
-    device = model.device
+    device = model_device(model)
     out = generate(model, idx.to(device), config=config, tokenizer=tokenizer, generator=generator,
                    attention_mask=None if mask is None else mask.to(device))
     texts = []

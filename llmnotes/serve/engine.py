@@ -13,10 +13,13 @@ that harder than :func:`llmnotes.sampling.generate`:
 * **The response cache.** Greedy decoding (temperature 0) is deterministic, so an identical
   request can be answered from a bounded LRU table without running the model at all.
 
-The loop itself is the usual cached decode loop (prefill the prompt, then one token per step),
-with the logits rules and the sampler of :mod:`llmnotes.sampling` (``build_processors``,
-``sample_next``). What differs from ``sampling.stream``: it starts from a reused cache, it can be
-cancelled between tokens, and it emits text (with log-probs) rather than token ids.
+The loop itself is :func:`llmnotes.sampling.stream`, the package's one decode loop, with the
+request's settings as a :class:`~llmnotes.sampling.GenerationConfig`
+(:meth:`SamplingParams.to_config`). The engine gives it the reused cache (``cache=``), a cancel
+signal checked between tokens (``should_stop=``: the client left, or the deadline passed) and a
+hook that sees each step's raw logits (``on_logits=``, for log-probs); it turns the tokens into
+text. Stop sequences are matched on that text (:class:`TextStream`), not by the loop, so that
+no part of one ever reaches the client.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from llmnotes.sampling import LogitsProcessorList, build_processors, sample_next
+from llmnotes.sampling import stream
 from llmnotes.serve.protocol import SamplingParams
 
 # ---------------------------------------------------------------------------------------------
@@ -218,37 +221,23 @@ class Engine:
             return cache, keep, True
         return self.model.make_cache(1), 0, False
 
-    def _give_back(self, cache: Any, ids: list[int], owned: bool) -> None:
+    def _give_back(self, cache: Any, ids: list[int] | None, owned: bool) -> None:
         if owned:
-            # After an error half-way the cache may not match ``ids``: forget it rather than reuse it.
-            self._prefix = (cache, ids) if cache.seq_len == len(ids) else None
+            # After an error half-way (ids None) the cache may not match: forget it rather than reuse it.
+            self._prefix = (cache, ids) if ids is not None and cache.seq_len == len(ids) else None
             self._prefix_lock.release()
 
-    # -- one step -----------------------------------------------------------------------------
+    # -- log-probs ----------------------------------------------------------------------------
 
-    def _choose(self, logits: torch.Tensor, generated: torch.Tensor, processors: LogitsProcessorList,
-                params: SamplingParams, generator: torch.Generator | None) -> tuple[int, TokenLogprob | None]:
-        """Pick the next token from ``logits`` (1, V); ``generated`` (1, n) are the reply's ids."""
-        scores = processors(generated, logits.float())
-        token = int(sample_next(scores, params.greedy, generator)[0])
-        info = None
-        if params.logprobs is not None:
-            # The model's own distribution (before penalties, temperature and top-p), as vLLM reports.
-            logp = torch.log_softmax(logits.float(), dim=-1)[0]
-            top = []
-            if params.logprobs > 0:
-                values, ids = torch.topk(logp, min(params.logprobs, logp.numel()))
-                top = [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
-            info = TokenLogprob(self.tokenizer.decode([token]), token, float(logp[token]), top)
-        return token, info
-
-    def processors_for(self, params: SamplingParams) -> LogitsProcessorList:
-        """OpenAI's knobs as :mod:`llmnotes.sampling` processors. They see only the reply's ids
-        (``prompt_length=0``), so the penalties count generated tokens, as OpenAI's API does."""
-        return build_processors(temperature=params.temperature,
-                                top_p=params.top_p if params.top_p < 1.0 else None,
-                                frequency_penalty=params.frequency_penalty,
-                                presence_penalty=params.presence_penalty, prompt_length=0)
+    def _logprob(self, logits: torch.Tensor, token: int, k: int) -> TokenLogprob:
+        """The chosen token's log-prob and the ``k`` most likely, from the model's own distribution
+        (``logits`` (1, V) before penalties, temperature and top-p, as vLLM reports)."""
+        logp = torch.log_softmax(logits.float(), dim=-1)[0]
+        top = []
+        if k > 0:
+            values, ids = torch.topk(logp, min(k, logp.numel()))
+            top = [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(values, ids)]
+        return TokenLogprob(self.tokenizer.decode([token]), token, float(logp[token]), top)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -266,55 +255,52 @@ class Engine:
         if len(prompt) + params.max_tokens > self.block_size:
             raise ValueError(f"prompt ({len(prompt)} tokens) + max_tokens ({params.max_tokens}) exceeds "
                              f"the context length {self.block_size}")
-        processors = self.processors_for(params)
-        generator = None
-        if params.seed is not None and not params.greedy:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed % 2**63)
-        stream = TextStream(self.tokenizer.decode, params.stop)
+        config = params.to_config(self.eos_id)
+        text = TextStream(self.tokenizer.decode, params.stop)
         deltas: list[Delta] = []
         pending: list[TokenLogprob] = []  # log-probs of tokens whose text is not out yet
+        step_logits: list[torch.Tensor] = []  # the last step's raw logits, for log-probs
+        finish = "length"
 
-        def emit(text: str, final: bool = False) -> None:
-            if text or (final and pending):
-                d = Delta(text, list(pending))
+        def emit(piece: str, final: bool = False) -> None:
+            if piece or (final and pending):
+                d = Delta(piece, list(pending))
                 pending.clear()
                 deltas.append(d)
                 if on_delta is not None:
                     on_delta(d)
 
+        def should_stop() -> bool:  # checked by the loop before each token
+            nonlocal finish
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+            elif deadline is not None and time.monotonic() > deadline:
+                finish = "timeout"
+            return finish != "length"
+
         cache, start, owned = self._take_cache(prompt)
-        in_cache = list(prompt[:start])
         out: list[int] = []
-        finish = "length"
+        held = None  # the ids the cache holds, once the loop ended cleanly
         try:
-            x = torch.tensor([prompt[start:]], dtype=torch.long, device=self.device)  # (1, T_new)
-            logits = self.model(x, cache=cache)[:, -1, :]  # (1, V): only the last position matters
-            in_cache.extend(prompt[start:])
-            for step in range(params.max_tokens):
-                if cancel is not None and cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    finish = "timeout"
-                    break
-                generated = torch.tensor([out], dtype=torch.long, device=self.device).view(1, -1)
-                token, info = self._choose(logits, generated, processors, params, generator)
+            idx = torch.tensor([prompt], dtype=torch.long, device=self.device)  # (1, T)
+            on_logits = step_logits.append if params.logprobs is not None else None
+            for tok in stream(self.model, idx, config=config, cache=cache, should_stop=should_stop,
+                              on_logits=on_logits):
+                token = int(tok[0])
                 if token == self.eos_id:
                     finish = "stop"
                     break
                 out.append(token)
-                if info is not None:
-                    pending.append(info)
-                delta, stopped = stream.push(token)
+                if params.logprobs is not None:
+                    pending.append(self._logprob(step_logits.pop(), token, params.logprobs))
+                delta, stopped = text.push(token)
                 emit(delta)
                 if stopped:
                     finish = "stop"
                     break
-                if step + 1 < params.max_tokens:  # the last token needs no forward pass
-                    logits = self.model(torch.tensor([[token]], device=self.device), cache=cache)[:, -1, :]
-                    in_cache.append(token)
             if finish in ("length", "stop"):
-                emit(stream.flush(), final=True)  # end of generation: held-back text is final now
+                emit(text.flush(), final=True)  # end of generation: held-back text is final now
+            held = (list(prompt) + out)[: cache.seq_len]  # the last token chosen was never fed
         finally:
-            self._give_back(cache, in_cache, owned)
+            self._give_back(cache, held, owned)
         return Result(deltas, out, finish, len(prompt), start)

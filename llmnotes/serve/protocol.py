@@ -71,6 +71,20 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def to_config(self, eos_id: int | None = None):
+        """These settings as the decode loop's :class:`~llmnotes.sampling.GenerationConfig`.
+
+        ``stop`` is left out: the engine matches stop sequences on the streamed text (so none
+        reaches the client). ``top_p == 1`` means no filter. The penalties count the reply's
+        tokens only, as OpenAI's do (the loop counts the tokens after the prompt).
+        """
+        from llmnotes.sampling import GenerationConfig
+
+        return GenerationConfig(max_new_tokens=self.max_tokens, temperature=self.temperature,
+                                top_p=self.top_p if self.top_p < 1.0 else None,
+                                frequency_penalty=self.frequency_penalty,
+                                presence_penalty=self.presence_penalty, eos_id=eos_id, seed=self.seed)
+
     def cache_key(self) -> tuple:
         """Everything that changes a greedy answer (the seed does not: greedy ignores it)."""
         return (self.max_tokens, self.top_p, tuple(self.stop), self.presence_penalty,
