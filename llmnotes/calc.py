@@ -217,7 +217,8 @@ class MemoryEstimate:
 
 def activation_bytes(config, batch_size: int, seq_len: int | None = None, *,
                      bytes_per_value: int = 2, recompute: bool = False,
-                     tensor_parallel: int = 1, sequence_parallel: bool = False) -> float:
+                     tensor_parallel: int = 1, sequence_parallel: bool = False,
+                     fused_attention: bool = False) -> float:
     """Activation memory kept for the backward pass, per Korthikanti et al. (2022).
 
     Each transformer layer stores about ``s·b·h·(34 + 5·a·s/h)`` bytes with 16-bit activations
@@ -231,6 +232,10 @@ def activation_bytes(config, batch_size: int, seq_len: int | None = None, *,
     parallelism splits those remaining ``10·s·b·h`` along the sequence too, so everything is
     divided by ``t``: ``s·b·h·(34 + 5·a·s/h)/t`` (Korthikanti et al. 2022, arXiv:2205.05198).
     The logits are split over ``t`` as well (Megatron's vocabulary-parallel output layer).
+
+    ``fused_attention=True`` drops the ``5·a·s/h`` term: a fused kernel (FlashAttention, PyTorch's
+    ``scaled_dot_product_attention``) recomputes the score matrices in the backward pass instead
+    of storing them, so the per-layer count becomes ``s·b·h·34``.
     """
     _check_config(config)
     s = config.block_size if seq_len is None else seq_len
@@ -241,7 +246,10 @@ def activation_bytes(config, batch_size: int, seq_len: int | None = None, *,
     if sequence_parallel and tensor_parallel == 1:
         raise ValueError("sequence_parallel=True splits over the tensor-parallel GPUs: "
                          "set tensor_parallel > 1 as well")
+    if not isinstance(fused_attention, bool):
+        raise TypeError(f"fused_attention must be True or False, got {fused_attention!r}")
     h, a, L, t = config.n_embd, getattr(config, "n_head", 1), config.n_layer, tensor_parallel
+    a = 0 if fused_attention else a  # no stored score matrices: the 5·a·s/h term vanishes
     scale = bytes_per_value / 2
     sbh = s * batch_size * h
     if recompute:

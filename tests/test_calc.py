@@ -113,6 +113,14 @@ def test_activation_estimate():
     assert activation_bytes(c, 2) == pytest.approx(2 * full)
     est = training_memory(1e8, activations=full)
     assert isinstance(est, MemoryEstimate) and est.total == pytest.approx(1.6e9 + full)
+    # A fused attention kernel stores no score matrices: 34·s·b·h per layer, the rest unchanged.
+    fused = activation_bytes(c, 1, fused_attention=True)
+    assert fused == pytest.approx(12 * s * h * 34 + 4 * s * c.vocab_size)
+    assert activation_bytes(c, 1, recompute=True, fused_attention=True) == activation_bytes(c, 1, recompute=True)
+    assert activation_bytes(c, 1, tensor_parallel=4, sequence_parallel=True, fused_attention=True) == \
+        pytest.approx(fused / 4)
+    with pytest.raises(TypeError, match="fused_attention"):
+        activation_bytes(c, 1, fused_attention="yes")
 
 
 def test_chinchilla():
