@@ -246,9 +246,19 @@ class BPETokenizer:
         return self.vocab_size
 
     @property
-    def eot_id(self) -> int | None:
-        """The id of ``<|endoftext|>``, or ``None`` if this tokenizer has no such token."""
+    def eos_id(self) -> int | None:
+        """The end-of-sequence id: ``<|endoftext|>``'s, or ``None`` if this tokenizer has no such token.
+
+        ``eos_id`` is the package's one name for it (``generate(..., eos_id=...)``,
+        ``GenerationConfig.eos_id``, ``Engine(eos_id=...)``); :func:`eos_id_of` reads it from any
+        tokenizer (Hugging Face's call it ``eos_token_id``).
+        """
         return self.special_tokens.get(ENDOFTEXT)
+
+    @property
+    def eot_id(self) -> int | None:
+        """The same id as :attr:`eos_id`, by GPT-2's name for the token (end of text)."""
+        return self.eos_id
 
     @property
     def has_fast_path(self) -> bool:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llmnotes.tokenizer import eos_id_of
 from llmnotes.utils import atomic_path
 
 GGUF_MAGIC = b"GGUF"
@@ -243,9 +244,9 @@ def tokenizer_metadata(tokenizer, n_vocab: int) -> list[tuple[str, int, object]]
             ("tokenizer.ggml.token_type", ARRAY, (INT32, types)),
             ("tokenizer.ggml.merges", ARRAY, (STRING, merges)),
             ("tokenizer.ggml.add_bos_token", BOOL, False)]
-    eot = getattr(tokenizer, "eot_id", None)
-    if eot is not None:
-        meta += [("tokenizer.ggml.bos_token_id", UINT32, eot), ("tokenizer.ggml.eos_token_id", UINT32, eot)]
+    eos = eos_id_of(tokenizer)
+    if eos is not None:
+        meta += [("tokenizer.ggml.bos_token_id", UINT32, eos), ("tokenizer.ggml.eos_token_id", UINT32, eos)]
     return meta
 
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmnotes.finetune.data import PairDataset
+from llmnotes.tokenizer import eos_id_of
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class ClassificationDataset(PairDataset):
         if max_len is not None:
             ids = [s[-max_len:] for s in ids]  # keep the end: the last token does the classifying
         L = max(len(s) for s in ids)
-        pad = getattr(tokenizer, "eot_id", None) or 0
+        pad = eos_id_of(tokenizer) or 0
         x = torch.full((len(ids), L), pad, dtype=torch.long)
         for i, s in enumerate(ids):
             x[i, : len(s)] = torch.tensor(s)

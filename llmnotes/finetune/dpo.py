@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from llmnotes.finetune.data import PairDataset
 from llmnotes.finetune.instruct import IGNORE_INDEX, encode_example, format_prompt, pad_right, response_text, trim_padding
+from llmnotes.tokenizer import eos_id_of
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -77,7 +78,7 @@ class PreferenceDataset(PairDataset):
                 x, y = encode_example(tokenizer, prompt, response_text(answer, style), max_len)
                 xs.append(x)
                 ys.append(y)
-        super().__init__(pad_right(xs, tokenizer.eot_id).view(len(rows), 2, -1),
+        super().__init__(pad_right(xs, eos_id_of(tokenizer)).view(len(rows), 2, -1),
                          pad_right(ys, IGNORE_INDEX).view(len(rows), 2, -1))
 
 

@@ -26,6 +26,7 @@ import torch
 
 from llmnotes.finetune.data import PairDataset
 from llmnotes.prompting import ChatTemplate
+from llmnotes.tokenizer import eos_id_of
 
 IGNORE_INDEX = -100
 
@@ -83,11 +84,11 @@ def encode_example(tokenizer, prompt: str, response: str, max_len: int | None = 
     Returns:
         ``(x, y)``, two LongTensors of shape (L,), ``L = len(prompt ids) + len(response ids)``.
     """
-    eot = getattr(tokenizer, "eot_id", None)
-    if eot is None:
+    eos = eos_id_of(tokenizer)
+    if eos is None:
         raise ValueError("the tokenizer has no <|endoftext|> token to end responses with")
     p = tokenizer.encode(prompt, allowed_special="none")
-    r = tokenizer.encode(response, allowed_special="none") + [eot]
+    r = tokenizer.encode(response, allowed_special="none") + [eos]
     ids = p + r
     if max_len is not None and len(ids) - 1 > max_len:
         raise ValueError(f"prompt + response is {len(ids) - 1} tokens, longer than max_len={max_len}; "
@@ -121,7 +122,7 @@ class InstructionDataset(PairDataset):
             raise ValueError("rows is empty; load some with load_instructions()")
         pairs = [encode_example(tokenizer, format_prompt(r["instruction"], r.get("input", ""), style),
                                 response_text(r["output"], style), max_len) for r in rows]
-        super().__init__(pad_right([p[0] for p in pairs], tokenizer.eot_id),
+        super().__init__(pad_right([p[0] for p in pairs], eos_id_of(tokenizer)),
                          pad_right([p[1] for p in pairs], IGNORE_INDEX))
 
 
