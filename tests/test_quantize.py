@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -13,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from llmnotes import GPT, GPTConfig
 from llmnotes.quantize import (dequantize_codes, gptq_quantize_weight, gptq_reference, output_error,
                            rtn_quantize_weight)
-from llmnotes.quantize import (METHODS, NF4_CODE, LLMInt8Linear, NF4Linear, QuantizedLinear,
+from llmnotes.quantize import (METHODS, NF4_CODE, LLMInt8Linear, NF4Linear, QuantizedLinear, QuantizedLinearBase,
                                absmax_quantize, dequantize, model_bytes, nf4_quantize, pack_int4,
                                perplexity, quantize_model, unpack_int4, zeropoint_quantize)
 
@@ -178,6 +179,91 @@ def test_nf4_block_is_quant_block_and_quantize_model_passes_group_size_as_it():
         quantize_model(GPT(GPTConfig.from_preset("nano")), "int4", double_quant=True)
 
 
+# Every quantized layer class, built from a float layer (several formats per class where they differ).
+LINEAR_FACTORIES = {
+    "QuantizedLinear int8 per row": lambda lin: QuantizedLinear.from_linear(lin, 8),
+    "QuantizedLinear int8 g32 zero-point": lambda lin: QuantizedLinear.from_linear(lin, 8, 32, symmetric=False),
+    "QuantizedLinear int4 g32 absmax": lambda lin: QuantizedLinear.from_linear(lin, 4, 32, symmetric=True),
+    "QuantizedLinear int4 g32 zero-point": lambda lin: QuantizedLinear.from_linear(lin, 4, 32, symmetric=False),
+    "NF4Linear": lambda lin: NF4Linear.from_linear(lin),
+    "NF4Linear double_quant": lambda lin: NF4Linear.from_linear(lin, double_quant=True),
+    "LLMInt8Linear": lambda lin: LLMInt8Linear.from_linear(lin, [3, 50]),
+}
+
+
+def _all_subclasses(cls):
+    return {cls} | {s for c in cls.__subclasses__() for s in _all_subclasses(c)}
+
+
+def test_every_quantized_layer_class_is_covered_and_saved_by_name():
+    from llmnotes.quantize import LAYER_CLASSES, QuantizedEmbedding, QuantizedLayer
+
+    concrete = _all_subclasses(QuantizedLayer) - {QuantizedLayer, QuantizedLinearBase}
+    concrete = {c for c in concrete if c.__module__.startswith("llmnotes.")}
+    covered = {type(make(nn.Linear(64, 16))) for make in LINEAR_FACTORIES.values()} | {QuantizedEmbedding}
+    assert concrete == covered == set(LAYER_CLASSES.values())
+
+
+@pytest.mark.parametrize("name", list(LINEAR_FACTORIES))
+@pytest.mark.parametrize("bias", [True, False])
+def test_quantized_linear_interface(name, bias):
+    """Shape, bias, bits, init_args, and forward == F.linear(x, dequantize_weight(), bias)."""
+    from llmnotes.quantize import QuantizedLayer
+
+    torch.manual_seed(0)
+    lin = nn.Linear(128, 96, bias=bias)
+    layer = LINEAR_FACTORIES[name](lin)
+    assert isinstance(layer, QuantizedLinearBase) and isinstance(layer, QuantizedLayer)
+    assert (layer.in_features, layer.out_features) == (128, 96) and layer.bits in (4, 8)
+    assert (layer.bias is None) == (not bias)
+    if bias:
+        assert isinstance(layer.bias, nn.Parameter) and torch.equal(layer.bias.detach(), lin.bias.detach())
+    w = layer.dequantize_weight()
+    assert w.shape == (96, 128) and w.dtype == torch.float32
+    assert (w - lin.weight).abs().max() < 0.3 * lin.weight.abs().max()  # a 4-bit grid at worst
+    x = torch.randn(3, 5, 128)
+    with torch.no_grad():
+        y, ref = layer(x), F.linear(x, w, layer.bias)
+        assert y.shape == (3, 5, 96)
+        torch.testing.assert_close(layer.forward_reference(x), ref)
+        # exact paths agree to rounding; int8 kernels and LLM.int8() also round the activations
+        rel = ((y - ref).norm() / ref.norm()).item()
+        assert rel < (0.03 if layer.bits == 8 else 0.015), f"{name}: relative error {rel:.4f}"
+    # init_args rebuilds an empty layer of the same shape that the state dict fills exactly
+    empty = type(layer)(**layer.init_args())
+    empty.load_state_dict(layer.state_dict())
+    assert torch.equal(empty.dequantize_weight(), w)
+
+
+def test_quantized_embedding_interface():
+    from llmnotes.quantize import QuantizedEmbedding, QuantizedLayer
+
+    torch.manual_seed(0)
+    emb = nn.Embedding(50, 24)
+    q = QuantizedEmbedding.from_embedding(emb)
+    assert isinstance(q, QuantizedLayer) and not isinstance(q, QuantizedLinearBase) and q.bits == 8
+    w = q.dequantize_weight()
+    assert w.shape == (50, 24) and (w - emb.weight).abs().max() < emb.weight.abs().max() / 127
+    idx = torch.tensor([[0, 7, 49], [3, 3, 1]])
+    torch.testing.assert_close(q(idx), F.embedding(idx, w))
+    empty = type(q)(**q.init_args())
+    empty.load_state_dict(q.state_dict())
+    assert torch.equal(empty.dequantize_weight(), w)
+
+
+def test_is_quantized_means_any_quantized_layer():
+    from llmnotes.quantize import QuantizedLayer
+
+    for method in METHODS:
+        ids = torch.randint(0, 512, (2, 16))
+        kw = {"calibration": ids} if method in ("llm.int8", "gptq") else {}
+        q = quantize_model(GPT(GPTConfig.from_preset("nano")).eval(), method, **kw)
+        assert sum(isinstance(m, QuantizedLayer) for m in q.modules()) == 8, method
+    assert not any(isinstance(m, QuantizedLayer) for m in GPT(GPTConfig.from_preset("nano")).modules())
+    with pytest.raises(NotImplementedError, match="must implement dequantize_weight"):
+        QuantizedLayer(8).dequantize_weight()
+
+
 def test_llm_int8_keeps_outlier_columns_exact():
     torch.manual_seed(0)
     lin = nn.Linear(32, 16)
@@ -252,7 +338,7 @@ def test_quantized_model_still_generates(method):
     ids = torch.randint(0, 512, (4, 32))
     kw = {"calibration": ids} if method in ("llm.int8", "gptq") else {}
     q = quantize_model(copy.deepcopy(model), method, **kw)
-    assert sum(isinstance(m, QuantizedLinear) for m in q.modules()) == 4 * 2
+    assert sum(isinstance(m, QuantizedLinearBase) for m in q.modules()) == 4 * 2
     assert isinstance(q.lm_head, nn.Linear) and q.lm_head.weight is q.transformer.wte.weight
     with torch.no_grad():
         a, b = model(ids), q(ids)

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from llmnotes.cli.common import add_device_argument, add_model_argument, load_model
-from llmnotes.quantize import (METHODS, QuantizedEmbedding, QuantizedLinear, corpus_ids, model_bytes, perplexity,
-                               quantize_model, save_quantized)
+from llmnotes.quantize import (METHODS, QuantizedLayer, corpus_ids, model_bytes, perplexity, quantize_model,
+                               save_quantized)
 
 
 def add_quantize_arguments(p) -> None:
@@ -41,7 +41,7 @@ def run_quantize(args) -> int:
     if args.out is not None:
         _check_quantize_out(args)
     model, tokenizer = load_model(args.model, args.device)
-    if any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in model.modules()):
+    if any(isinstance(m, QuantizedLayer) for m in model.modules()):
         raise ValueError(f"--model {args.model!r} is already quantized; quantize the float model it came from")
     val_ids, calib = corpus_ids(tokenizer, args.tokens, context=min(256, model.config.block_size))
     before, ppl0 = model_bytes(model), perplexity(model, val_ids)

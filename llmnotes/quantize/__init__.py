@@ -4,8 +4,9 @@ Smallest pieces first, one module each:
 
 * :mod:`~llmnotes.quantize.primitives` -- quantize a tensor (absmax, zero-point, NF4) and pack
   4-bit codes;
-* :mod:`~llmnotes.quantize.layers` -- ``QuantizedLinear`` and its NF4 and LLM.int8() variants,
-  ``QuantizedEmbedding``;
+* :mod:`~llmnotes.quantize.layers` -- the base ``QuantizedLayer`` (any quantized layer) and
+  ``QuantizedLinearBase`` (any quantized linear layer); ``QuantizedLinear`` (integer codes),
+  ``NF4Linear``, ``LLMInt8Linear`` and ``QuantizedEmbedding``;
 * :mod:`~llmnotes.quantize.gptq` -- GPTQ (Frantar et al. 2022, arXiv:2210.17323);
 * :mod:`~llmnotes.quantize.models` -- ``quantize_model`` for a whole model, ``model_bytes``,
   ``quality_table``;
@@ -21,7 +22,8 @@ from llmnotes.convert.gguf import export_gguf
 from llmnotes.quantize.gptq import (dequantize_codes, gptq_quantize_model, gptq_quantize_weight, gptq_reference,
                                     output_error, rtn_quantize_weight)
 from llmnotes.quantize.io import LAYER_CLASSES, load_quantized, save_quantized
-from llmnotes.quantize.layers import KERNELS, LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear
+from llmnotes.quantize.layers import (KERNELS, LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLayer,
+                                      QuantizedLinear, QuantizedLinearBase)
 from llmnotes.quantize.models import (METHODS, TABLE_ROWS, activation_absmax, corpus_ids, format_table, linear_layers,
                                       model_bytes, quality_table, quantize_embeddings, quantize_model,
                                       run_calibration, set_kernel)
@@ -33,7 +35,8 @@ __all__ = [
     "absmax_quantize", "zeropoint_quantize", "dequantize", "fp16_scale", "pack_int4", "unpack_int4",
     "NF4_CODE", "nf4_quantize",
     # layers
-    "QuantizedLinear", "NF4Linear", "LLMInt8Linear", "QuantizedEmbedding", "KERNELS",
+    "QuantizedLayer", "QuantizedLinearBase", "QuantizedLinear", "NF4Linear", "LLMInt8Linear",
+    "QuantizedEmbedding", "KERNELS",
     # GPTQ
     "gptq_quantize_model", "gptq_quantize_weight", "gptq_reference", "rtn_quantize_weight",
     "dequantize_codes", "output_error",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from llmnotes.quantize.layers import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLinear
+from llmnotes.quantize.layers import LLMInt8Linear, NF4Linear, QuantizedEmbedding, QuantizedLayer, QuantizedLinear
 from llmnotes.utils import atomic_path, atomic_write_text, set_module
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (QuantizedLinear, NF4Linear, LLMInt8Linear, QuantizedEmbedding)}
@@ -34,7 +34,7 @@ def save_quantized(model, method: str, directory: str | os.PathLike, tokenizer=N
     for name, m in model.named_modules():
         if isinstance(m, QuantizedLinear) and m.qweight.data_ptr() in tables:  # a head tied to a table
             layers[name] = {"class": "tied_head", "of": tables[m.qweight.data_ptr()]}
-        elif isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
+        elif isinstance(m, QuantizedLayer):
             layers[name] = {"class": type(m).__name__, "args": m.init_args()}
     state, seen = {}, set()
     for k, v in model.state_dict().items():

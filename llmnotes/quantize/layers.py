@@ -1,15 +1,24 @@
 """Quantized layers: drop-in replacements for ``nn.Linear`` and ``nn.Embedding``.
 
-``QuantizedLinear`` holds integer codes and scales; its readable forward dequantizes the weight
-and multiplies (on a CPU, int8 and 4-bit layers run integer kernels instead where they measure
-faster: ``llmnotes.qkernels``). ``NF4Linear`` (QLoRA's NormalFloat-4, Dettmers et al. 2023,
-arXiv:2305.14314) and ``LLMInt8Linear`` (LLM.int8() with 16-bit outlier columns, Dettmers et
-al. 2022, arXiv:2208.07339) are variants of it; ``QuantizedEmbedding`` stores a table in int8
-rows and can serve as the tied output layer too.
+Every quantized layer is a :class:`QuantizedLayer`: it stores codes of ``bits`` bits plus what
+it takes to read them back, ``dequantize_weight()`` returns the float weight they stand for, and
+``init_args()`` the constructor arguments that rebuild an empty layer of its shape (for loading).
+The linear ones are :class:`QuantizedLinearBase`: ``in_features``, ``out_features``, ``bias``,
+and a ``forward`` that approximates ``forward_reference``, ``F.linear(x, dequantize_weight(),
+bias)``. Three formats:
 
-Over 400 lines because it is four layer classes that share one kernel cache and one set of
-conventions (``init_args`` for saving, ``dequantize_weight`` for exporting); each class reads
-on its own.
+* ``QuantizedLinear``: integer codes (8- or 4-bit, absmax or zero-point, per row or grouped);
+  on a CPU its int8 and 4-bit layouts run integer kernels where they measure faster
+  (``llmnotes.qkernels``);
+* ``NF4Linear``: QLoRA's NormalFloat-4 (Dettmers et al. 2023, arXiv:2305.14314);
+* ``LLMInt8Linear``: LLM.int8() with 16-bit outlier columns (Dettmers et al. 2022,
+  arXiv:2208.07339).
+
+``QuantizedEmbedding`` stores a table in int8 rows and can serve as the tied output layer too.
+
+Over 400 lines because it is the two base classes and the four layer classes that share one
+kernel cache and one set of conventions (``init_args`` for saving, ``dequantize_weight`` for
+exporting); each class reads on its own.
 """
 
 from __future__ import annotations
@@ -36,7 +45,45 @@ _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 # ---------------------------------------------------------------------------------------------
 
 
-class QuantizedLinear(nn.Module):
+class QuantizedLayer(nn.Module):
+    """The base of every quantized layer: codes of ``bits`` bits standing in for a float weight.
+
+    ``isinstance(m, QuantizedLayer)`` is how to ask "is ``m`` quantized?". A subclass stores its
+    codes as buffers and implements ``dequantize_weight`` and ``init_args``.
+    """
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = bits  # width of one stored code (outliers or scales kept wider are extra)
+
+    def dequantize_weight(self) -> torch.Tensor:
+        """The float32 weight the codes stand for."""
+        raise NotImplementedError(f"{type(self).__name__} must implement dequantize_weight()")
+
+    def init_args(self) -> dict:
+        """Constructor arguments that rebuild an empty layer of this shape (for loading)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement init_args()")
+
+
+class QuantizedLinearBase(QuantizedLayer):
+    """The base of every quantized ``nn.Linear`` replacement: (..., in_features) -> (..., out_features).
+
+    Holds what all of them share: the shape and a float ``bias``. ``forward`` may take a faster
+    route (integer kernels, quantized activations) but approximates ``forward_reference``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bits: int, bias: bool = True) -> None:
+        super().__init__(bits)
+        self.in_features, self.out_features = in_features, out_features
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Dequantize, then an ordinary matmul."""
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantize_weight().to(x.dtype), bias)
+
+
+class QuantizedLinear(QuantizedLinearBase):
     """A linear layer whose weight is stored as 8- or 4-bit integer codes plus scales.
 
     Each output row is cut into groups of ``group_size`` input columns; each group has an
@@ -54,22 +101,20 @@ class QuantizedLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bits: int = 8, group_size: int | None = None,
                  symmetric: bool = True, bias: bool = True) -> None:
-        super().__init__()
         _check_bits(bits)
         group_size = in_features if group_size is None else min(group_size, in_features)
         if in_features % group_size:
             raise ValueError(f"in_features={in_features} must be a multiple of group_size={group_size}")
         if bits == 4 and in_features % 2:
             raise ValueError(f"4-bit packing needs an even in_features, got {in_features}")
-        self.in_features, self.out_features = in_features, out_features
-        self.bits, self.group_size, self.symmetric = bits, group_size, symmetric
+        super().__init__(in_features, out_features, bits, bias)
+        self.group_size, self.symmetric = group_size, symmetric
         n_groups = in_features // group_size
         code_dtype = torch.int8 if (bits == 8 and symmetric) else torch.uint8
         width = in_features if bits == 8 else in_features // 2
         self.register_buffer("qweight", torch.zeros(out_features, width, dtype=code_dtype))
         self.register_buffer("scale", torch.ones(out_features, n_groups, dtype=torch.float16))
         self.register_buffer("zero", None if symmetric else torch.zeros(out_features, n_groups, dtype=torch.uint8))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def extra_repr(self) -> str:
         kind = "absmax" if self.symmetric else "zero-point"
@@ -77,7 +122,6 @@ class QuantizedLinear(nn.Module):
                 f"group_size={self.group_size}, {kind}, bias={self.bias is not None}")
 
     def init_args(self) -> dict:
-        """Constructor arguments that rebuild an empty layer of this shape (for loading)."""
         return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
                 "group_size": self.group_size, "symmetric": self.symmetric, "bias": self.bias is not None}
 
@@ -230,13 +274,8 @@ class QuantizedLinear(nn.Module):
         _PACKED[self] = (stamp, fn)
         return fn
 
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Dequantize, then an ordinary matmul."""
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantize_weight().to(x.dtype), bias)
 
-
-class NF4Linear(QuantizedLinear):
+class NF4Linear(QuantizedLinearBase):
     """4-bit NormalFloat weights (QLoRA): blocks of ``quant_block`` = 64 values share one absmax.
 
     The blocks run over the flattened weight, as in bitsandbytes (whose ``blocksize`` this is), so
@@ -256,9 +295,8 @@ class NF4Linear(QuantizedLinear):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if quant_block % 2:
             raise ValueError(f"quant_block must be even (two 4-bit codes per byte), got {quant_block}")
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = in_features, out_features
-        self.bits, self.quant_block, self.double_quant, self.dq_block = 4, quant_block, double_quant, dq_block
+        super().__init__(in_features, out_features, bits=4, bias=bias)
+        self.quant_block, self.double_quant, self.dq_block = quant_block, double_quant, dq_block
         n = in_features * out_features
         n_blocks = math.ceil(n / quant_block)
         self.register_buffer("qweight", torch.zeros(n_blocks * quant_block // 2, dtype=torch.uint8))
@@ -269,7 +307,6 @@ class NF4Linear(QuantizedLinear):
             self.register_buffer("absmax_mean", torch.zeros((), dtype=torch.float32))
         else:
             self.register_buffer("absmax", torch.ones(n_blocks, dtype=torch.float32))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, nf4, "
@@ -325,7 +362,7 @@ class NF4Linear(QuantizedLinear):
         return self.forward_reference(x)
 
 
-class LLMInt8Linear(QuantizedLinear):
+class LLMInt8Linear(QuantizedLinearBase):
     """LLM.int8(): int8 matmul for ordinary features, 16-bit matmul for outlier features.
 
     A handful of hidden dimensions carry activations far larger than the rest (|x| > 6 is the
@@ -334,17 +371,16 @@ class LLMInt8Linear(QuantizedLinear):
     instead looks at every batch at run time); their weight columns are kept in fp16 and
     multiplied in 16-bit. The rest use vector-wise int8: one absmax scale per row of X (per
     token) and per row of W (per output), an int32-accumulated integer matmul, and the outer
-    product of the two scales to bring the result back to float.
+    product of the two scales to bring the result back to float. So ``forward`` differs from
+    ``forward_reference`` (float activations) by the rounding of the activations to int8.
     """
 
     def __init__(self, in_features: int, out_features: int, n_outliers: int = 0, bias: bool = True) -> None:
-        nn.Module.__init__(self)
-        self.in_features, self.out_features, self.bits = in_features, out_features, 8
+        super().__init__(in_features, out_features, bits=8, bias=bias)
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(out_features, 1, dtype=torch.float32))
         self.register_buffer("outlier_idx", torch.zeros(n_outliers, dtype=torch.int32))
         self.register_buffer("outlier_weight", torch.zeros(out_features, n_outliers, dtype=torch.float16))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -401,10 +437,8 @@ class LLMInt8Linear(QuantizedLinear):
             y = y + self.bias.float()
         return y.to(x.dtype).view(*shape[:-1], self.out_features)
 
-    forward_reference = forward
 
-
-class QuantizedEmbedding(nn.Module):
+class QuantizedEmbedding(QuantizedLayer):
     """An embedding table stored as int8 rows with one fp16 absmax scale per row.
 
     A lookup dequantizes only the rows it reads. ``weight`` is an empty float placeholder so that
@@ -415,7 +449,7 @@ class QuantizedEmbedding(nn.Module):
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
-        super().__init__()
+        super().__init__(bits=8)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.register_buffer("qweight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(num_embeddings, 1, dtype=torch.float16))

@@ -152,9 +152,9 @@ def load_model(model_dir: str | None, device: str | None = None, quantize: str |
     else:
         name = Path(model_dir).resolve().name
     if quantize is not None:
-        from llmnotes.quantize import QuantizedEmbedding, QuantizedLinear, quantize_model
+        from llmnotes.quantize import QuantizedLayer, quantize_model
 
-        if any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in model.modules()):
+        if any(isinstance(m, QuantizedLayer) for m in model.modules()):
             raise ValueError(f"--model {model_dir!r} is already quantized; drop --quantize")
         calibration = None
         if quantize in ("llm.int8", "gptq"):  # they look at real activations
