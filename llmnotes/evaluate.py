@@ -132,19 +132,50 @@ def perplexity(model: torch.nn.Module, text_or_ids: str | Sequence[int] | torch.
 
 @torch.no_grad()
 def choice_logprobs(model: torch.nn.Module, tokenizer, context: str, choices: Sequence[str]) -> list[tuple[float, int]]:
-    """(sum of log-probabilities, number of tokens) of each choice as a continuation of context."""
+    """(sum of log-probabilities, number of tokens) of each choice as a continuation of context.
+
+    The context goes through the model once; its keys and values (the KV cache) are then
+    copied to one row per choice, and the choices' tokens go through together, right-padded:
+    attention is causal, so padding after a row's last token changes none of its positions.
+    A context too long for the model keeps its last ``block_size - longest choice + 1`` tokens.
+    """
     ctx = tokenizer.encode(context)
-    out = []
-    for choice in choices:
-        cont = tokenizer.encode(choice)
+    conts = [tokenizer.encode(choice) for choice in choices]
+    for choice, cont in zip(choices, conts):
         if not cont:
             raise ValueError(f"choice {choice!r} encodes to no tokens")
-        ids = (ctx + cont)[-model.config.block_size - 1:]
-        x = torch.tensor([ids[:-1]], device=_device(model))
-        logp = F.log_softmax(model(x).float()[0], dim=-1)
-        positions = range(len(ids) - 1 - len(cont), len(ids) - 1)
-        total = sum(logp[p, ids[p + 1]].item() for p in positions)
-        out.append((total, len(cont)))
+    longest = max(len(c) for c in conts)
+    keep = model.config.block_size + 1 - longest
+    if keep < 1:
+        raise ValueError(f"a choice of {longest} tokens leaves no room for context in block_size "
+                         f"{model.config.block_size}")
+    if not ctx:
+        raise ValueError("context encodes to no tokens: nothing would predict a choice's first token")
+    ctx = ctx[-keep:]
+    if not hasattr(model, "make_cache"):
+        return _choice_logprobs_uncached(model, ctx, conts)
+    device = _device(model)
+    cache = model.make_cache(1, len(ctx) + longest - 1)
+    first = F.log_softmax(model(torch.tensor([ctx], device=device), cache=cache)[0, -1].float(), dim=-1)
+    totals = [first[cont[0]].item() for cont in conts]  # the last context position predicts token 1
+    if longest > 1:
+        cache.reorder(torch.zeros(len(conts), dtype=torch.long, device=device))  # one row per choice
+        x = torch.zeros(len(conts), longest - 1, dtype=torch.long)
+        for r, cont in enumerate(conts):
+            x[r, : len(cont) - 1] = torch.tensor(cont[:-1])
+        logp = F.log_softmax(model(x.to(device), cache=cache).float(), dim=-1)  # (choices, longest - 1, V)
+        for r, cont in enumerate(conts):
+            totals[r] += sum(logp[r, p, cont[p + 1]].item() for p in range(len(cont) - 1))
+    return [(total, len(cont)) for total, cont in zip(totals, conts)]
+
+
+def _choice_logprobs_uncached(model, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, int]]:
+    """The same sums with one full forward pass per choice (models without a KV cache)."""
+    out = []
+    for cont in conts:
+        ids = ctx + cont
+        logp = F.log_softmax(model(torch.tensor([ids[:-1]], device=_device(model))).float()[0], dim=-1)
+        out.append((sum(logp[p, ids[p + 1]].item() for p in range(len(ctx) - 1, len(ids) - 1)), len(cont)))
     return out
 
 

@@ -64,6 +64,24 @@ def test_choice_logprobs_match_manual(model, tok):
     assert n == len(c) and lp == pytest.approx(manual, rel=1e-5)
 
 
+def test_choice_logprobs_share_the_context_and_equal_one_pass_per_choice(model, tok):
+    """The cached, batched scoring (context once, choices right-padded) equals a full forward
+    pass per choice, for choices of different lengths and a context longer than the model's."""
+    from llmnotes.evaluate import _choice_logprobs_uncached
+
+    choices = [" tail", " a very long tail indeed", " x", " wagging happily"]
+    conts = [tok.encode(c) for c in choices]
+    for ctx in ["The dog wagged its", "the dog ran " * 200]:
+        got = choice_logprobs(model, tok, ctx, choices)
+        keep = model.config.block_size + 1 - max(len(c) for c in conts)
+        want = _choice_logprobs_uncached(model, tok.encode(ctx)[-keep:], conts)
+        assert [n for _, n in got] == [len(c) for c in conts]
+        for (a, _), (b, _) in zip(got, want):
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
+    with pytest.raises(ValueError, match="no tokens"):
+        choice_logprobs(model, tok, "", [" tail"])
+
+
 def test_mc_accuracy_picks_the_best_choice(tok):
     class Oracle(torch.nn.Module):
         """Puts all probability on token ids of the word ' tail'."""
