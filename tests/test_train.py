@@ -346,21 +346,29 @@ DIST_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_torchrun_two_processes_match_one(tmp_path, mode):
-    script = tmp_path / "dist.py"
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+    """The one-process reference run both distributed modes are compared with (run once)."""
+    root = tmp_path_factory.mktemp("dist")
+    script = root / "dist.py"
     script.write_text(DIST_SCRIPT.format(tests=str(ROOT / "tests")), encoding="utf-8")
+    subprocess.run([sys.executable, str(script), "single", str(root / "one")], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT, timeout=120)
+    return script, root / "one"
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_torchrun_two_processes_match_one(tmp_path, mode, single_process_run):
+    script, one_dir = single_process_run
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(script), "single", str(tmp_path / "one")], check=True, env=env,
-                   cwd=ROOT, timeout=120)
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                     str(script), mode, str(tmp_path / "two")], check=True, env=env, cwd=ROOT, timeout=180)
-    one = json.loads((tmp_path / "one" / "losses.json").read_text(encoding="utf-8"))
+    one = json.loads((one_dir / "losses.json").read_text(encoding="utf-8"))
     two = json.loads((tmp_path / "two" / "losses.json").read_text(encoding="utf-8"))
     assert len(one) == len(two) == 5  # 4 train losses + 1 validation loss
     np.testing.assert_allclose(two, one, rtol=1e-5)
     # rank 0 wrote one checkpoint, and its weights equal the single-process run's
-    w1, _ = ckpt.load(ckpt.latest_checkpoint(tmp_path / "one"))
+    w1, _ = ckpt.load(ckpt.latest_checkpoint(one_dir))
     w2, _ = ckpt.load(ckpt.latest_checkpoint(tmp_path / "two"))
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
