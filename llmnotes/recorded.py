@@ -49,6 +49,21 @@ def finetune_run(name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def result(name: str) -> dict:
+    """A benchmark's recorded JSON: ``benchmarks/results/<name>.json`` beside the results file
+    (written by the benchmark's ``--write``; it carries its command and date).
+
+    Raises:
+        FileNotFoundError: no such result is recorded; the message lists the recorded ones.
+    """
+    folder = results_path().parent / "results"
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        raise FileNotFoundError(f"no recorded result {name!r} in {folder}; recorded: {known}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def section(title: str, text: str | None = None) -> str:
     """The text of the first ``##``/``###`` section whose heading starts with ``title``
     (case-sensitive), up to the next heading of the same or a higher level.

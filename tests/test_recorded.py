@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmnotes.recorded import command, number, results_path, row, section, table, tables
+from llmnotes.recorded import command, number, result, results_path, row, section, table, tables
 
 TEXT = """# Benchmark results
 
@@ -87,3 +87,22 @@ def test_finetune_run_reads_a_recorded_run_and_names_the_known_ones():
     assert run["command"].startswith("llmnotes finetune --task instruct") and 0 <= run["after"]["score"] <= 1
     with pytest.raises(FileNotFoundError, match="instruct_lora"):
         finetune_run("no-such-run")
+
+
+def test_result_reads_a_benchmark_json_and_names_the_known_ones(tmp_path, monkeypatch):
+    (tmp_path / "RESULTS.md").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "speed.json").write_text('{"command": "python bench.py", "x": [1, 2]}',
+                                                     encoding="utf-8")
+    monkeypatch.setenv("LLMNOTES_RESULTS", str(tmp_path / "RESULTS.md"))
+    assert result("speed") == {"command": "python bench.py", "x": [1, 2]}
+    with pytest.raises(FileNotFoundError, match=r"'slow'.*\['speed'\]"):
+        result("slow")
+
+
+def test_the_distillation_record_has_every_seed_and_variant():
+    rec = result("distill")
+    assert rec["command"].startswith("python benchmarks/distill.py")
+    for run in rec["runs"]:
+        assert set(run["curve"]) == set(rec["variants"])
+        assert all(points[-1][0] == rec["steps"] for points in run["curve"].values())
