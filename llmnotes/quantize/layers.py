@@ -39,6 +39,7 @@ KERNELS = ("auto", "fast", "reference")
 # layer -> (stamp of its tensors, packed kernel callable); weak keys so a dropped layer frees its
 # packed copy, and kept outside the module so deepcopy/pickle never see the opaque packed object
 _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_FAST: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> (key, chosen kernel or None)
 
 # ---------------------------------------------------------------------------------------------
 # 3. Quantized linear layers
@@ -231,24 +232,40 @@ class QuantizedLinear(QuantizedLinearBase):
         return None
 
     def _fast_path(self, x: torch.Tensor):
-        """The packed kernel to run ``x`` through, or None for the readable path."""
-        if self.kernel == "reference" or x.device.type != "cpu" or self.qweight.device.type != "cpu":
-            return None
-        if torch.compiler.is_compiling():
+        """The packed kernel to run ``x`` through, or None for the readable path.
+
+        The choice is remembered per layer, input dtype and thread count, and made again only
+        if the layer's tensors change: decoding calls every layer once per token, and the
+        checks cost more than a small layer's whole product.
+        """
+        if self.kernel == "reference" or x.device.type != "cpu" or torch.compiler.is_compiling():
             return None
         needs_grad = x.requires_grad or (self.bias is not None and self.bias.requires_grad)
         if torch.is_grad_enabled() and needs_grad:
             return None  # the kernels have no backward; QLoRA-style training takes the readable path
+        key = (self.kernel, x.dtype, torch.get_num_threads(), self._stamp())
+        memo = _FAST.get(self)
+        if memo is None or memo[0] != key:
+            memo = _FAST[self] = (key, self._choose_fast_path(x.dtype))
+        return memo[1]
+
+    def _stamp(self) -> tuple:
+        """Where the layer's tensors live and how often they were written in place."""
+        return tuple((t.data_ptr(), t._version) for t in (self.qweight, self.scale, self.zero, self.bias)
+                     if t is not None)
+
+    def _choose_fast_path(self, dtype: torch.dtype):
+        """The kernel if this CPU runs it faster than the readable path (measured once per shape)."""
         name = self.kernel_name()
-        if name is None:
+        if name is None or self.qweight.device.type != "cpu":
             return None
         fast = self._packed(name)
         if self.kernel == "fast":
             return fast
         from llmnotes.fast_linear import pick_fastest
 
-        x1 = torch.randn(1, self.in_features, dtype=x.dtype)
-        key = ("qlinear", name, self.out_features, self.in_features, self.group_size, x.dtype)
+        x1 = torch.randn(1, self.in_features, dtype=dtype)
+        key = ("qlinear", name, self.out_features, self.in_features, self.group_size, dtype)
         with torch.no_grad():
             chosen, _ = pick_fastest(key, {"readable": lambda: self.forward_readable(x1), name: lambda: fast(x1)},
                                      baseline="readable")
@@ -259,8 +276,7 @@ class QuantizedLinear(QuantizedLinearBase):
         repacked if the codes, scales or bias change (e.g. after ``load_state_dict``)."""
         from llmnotes import qkernels
 
-        tensors = [t for t in (self.qweight, self.scale, self.zero, self.bias) if t is not None]
-        stamp = tuple((t.data_ptr(), t._version) for t in tensors)
+        stamp = self._stamp()
         cached = _PACKED.get(self)
         if cached is not None and cached[0] == stamp:
             return cached[1]
