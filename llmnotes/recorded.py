@@ -41,12 +41,7 @@ def finetune_run(name: str) -> dict:
     Raises:
         FileNotFoundError: no such run is recorded; the message lists the recorded ones.
     """
-    folder = results_path().parent / "finetune_runs"
-    path = folder / f"{name}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
-        raise FileNotFoundError(f"no recorded finetune run {name!r} in {folder}; recorded: {known}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _recorded_json("finetune_runs", name, "finetune run")
 
 
 def result(name: str) -> dict:
@@ -56,11 +51,16 @@ def result(name: str) -> dict:
     Raises:
         FileNotFoundError: no such result is recorded; the message lists the recorded ones.
     """
-    folder = results_path().parent / "results"
+    return _recorded_json("results", name, "result")
+
+
+def _recorded_json(subfolder: str, name: str, what: str) -> dict:
+    """``<subfolder>/<name>.json`` beside the results file, or an error listing the recorded ones."""
+    folder = results_path().parent / subfolder
     path = folder / f"{name}.json"
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
-        raise FileNotFoundError(f"no recorded result {name!r} in {folder}; recorded: {known}")
+        raise FileNotFoundError(f"no recorded {what} {name!r} in {folder}; recorded: {known}")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
