@@ -33,7 +33,7 @@ def _check_real(name: str, value: Any, low: float, high: float = math.inf, *, lo
     ok = ok and (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
     if not ok:
         if high == math.inf:
-            accepted = f"{'>' if low_open else '>='} {low:g}"
+            accepted = f"{'>' if low_open else '>='} {low:g} and finite"
         else:
             accepted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise _bad(name, value, accepted + (f" ({note})" if note else ""))
