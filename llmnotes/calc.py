@@ -54,7 +54,7 @@ def param_breakdown(config) -> dict[str, int]:
     d, L = config.n_embd, config.n_layer
     b = 1 if getattr(config, "bias", True) else 0
     n_head = config.n_head
-    head = getattr(config, "head_size", None) or d // n_head
+    head = getattr(config, "head_dim", None) or d // n_head
     kv = getattr(config, "n_kv_head", None) or n_head
     qkv_bias = b if getattr(config, "qkv_bias", None) is None else int(bool(config.qkv_bias))
     q_dim, kv_dim = n_head * head, kv * head
@@ -137,7 +137,7 @@ def flops_per_token(config, seq_len: int | None = None, *, training: bool = True
     if parts["lm_head"]:
         n -= parts["wte"]  # untied: the input table is a lookup, the head is the matmul
     n_head = config.n_head
-    q_dim = n_head * (getattr(config, "head_size", None) or config.n_embd // n_head)
+    q_dim = n_head * (getattr(config, "head_dim", None) or config.n_embd // n_head)
     attention = 2 * config.n_layer * T * q_dim  # per forward matmul (QKᵀ or A·V) per token
     return (6 * n + 6 * attention) if training else (2 * n + 2 * attention)
 

@@ -1,8 +1,9 @@
 """``GPTConfig``, the hyper-parameters of a GPT, and ``PRESETS``, the named ones.
 
 One typed dataclass, validated in ``__post_init__`` (every error names the field, the value and
-the fix), with derived sizes as properties (``head_dim``, ``kv_heads``, ``mlp_dim``) and
-``GPTConfig.from_preset(name)`` for GPT-2's sizes and the small teaching models. It lives apart
+the fix), and ``GPTConfig.from_preset(name)`` for GPT-2's sizes and the small teaching models.
+Each value has one name: the sizes that default to a function of others (``n_inner``,
+``n_kv_head``, ``head_dim``) are fields that ``__post_init__`` fills in when left ``None``. It lives apart
 from ``model.py`` so that the modules that only read or write a model's configuration (the
 Hugging Face and GGUF converters, the calculators) need not import the model.
 """
@@ -53,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "llama-3.2-1b": dict(vocab_size=128256, block_size=131072, n_layer=16, n_head=32, n_kv_head=8,
                          n_embd=2048, n_inner=8192, **{**_LLAMA, "rope_theta": 500000.0, "tie_embeddings": True}),
     "qwen3-0.6b": dict(vocab_size=151936, block_size=40960, n_layer=28, n_head=16, n_kv_head=8,
-                       n_embd=1024, head_size=128, n_inner=3072,
+                       n_embd=1024, head_dim=128, n_inner=3072,
                        **{**_LLAMA, "qk_norm": True, "tie_embeddings": True, "rope_theta": 1e6}),
 }
 
@@ -71,7 +72,8 @@ class GPTConfig(ConfigDict):
         dropout: dropout probability on embeddings, attention weights and residual branches.
         bias: biases in linear layers and LayerNorms (GPT-2: True).
         layer_norm_eps: LayerNorm epsilon (GPT-2: 1e-5).
-        n_inner: MLP hidden width; ``None`` means ``4 * n_embd``.
+        n_inner: MLP hidden width (per expert for ``mlp="moe"``); ``None`` means ``4 * n_embd``.
+            Hugging Face calls it ``n_inner`` (GPT-2) or ``intermediate_size`` (Llama).
         attn_impl: ``"sdpa"`` (fused kernel) or ``"manual"`` (explicit softmax(QKᵀ/√d)V).
         tie_embeddings: share the LM head's weight with the token embedding (GPT-2: True).
 
@@ -80,9 +82,13 @@ class GPTConfig(ConfigDict):
         mlp: ``"gelu"`` (GPT-2), ``"swiglu"`` or ``"moe"`` (mixture of SwiGLU experts).
         pos_emb: ``"learned"`` (GPT-2 position table) or ``"rope"`` (rotary).
         rope_theta, rope_scaling: RoPE base and optional context scaling (``layers.rope_frequencies``).
-        n_kv_head: key/value heads for grouped-query attention; ``None`` = ``n_head`` (multi-head),
-            1 = multi-query.
-        head_size: per-head width when it is not ``n_embd // n_head`` (Qwen3).
+        n_kv_head: key/value heads for grouped-query attention; ``None`` means ``n_head``
+            (multi-head), 1 is multi-query. Hugging Face: ``num_key_value_heads``.
+        head_dim: per-head width; ``None`` means ``n_embd // n_head``. Set it where it differs
+            (Qwen3). Hugging Face: ``head_dim``.
+
+    ``n_inner``, ``n_kv_head`` and ``head_dim`` are never ``None`` after construction: a default
+    is filled in. ``replace`` recomputes a filled-in default when what it derives from changes.
         qkv_bias: biases on the q/k/v projection (Qwen2: True); ``None`` follows ``bias``.
         qk_norm: RMSNorm on each head's queries and keys before RoPE (Qwen3).
         sliding_window: each position attends to at most this many most recent positions.
@@ -106,7 +112,7 @@ class GPTConfig(ConfigDict):
     rope_theta: float = 10000.0
     rope_scaling: dict[str, Any] | None = None
     n_kv_head: int | None = None
-    head_size: int | None = None
+    head_dim: int | None = None
     qkv_bias: bool | None = None
     qk_norm: bool = False
     sliding_window: int | None = None
@@ -128,7 +134,7 @@ class GPTConfig(ConfigDict):
         eps = self.layer_norm_eps
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
             raise ValueError(f"layer_norm_eps must be a small positive number such as 1e-5, got {eps!r}")
-        if self.head_size is None and self.n_embd % self.n_head != 0:
+        if self.head_dim is None and self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
                 f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
@@ -137,14 +143,18 @@ class GPTConfig(ConfigDict):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.attn_impl not in ("sdpa", "manual"):
             raise ValueError(f"attn_impl must be 'sdpa' or 'manual', got {self.attn_impl!r}")
-        if self.n_inner is not None and (not isinstance(self.n_inner, int) or isinstance(self.n_inner, bool)
-                                         or self.n_inner <= 0):
-            raise ValueError(f"n_inner must be a positive integer or None, got {self.n_inner!r}")
+        for name in ("n_inner", "n_kv_head", "head_dim"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        for name, default in self._defaults().items():  # fill in the derived sizes
+            if getattr(self, name) is None:
+                setattr(self, name, default)
         for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "swiglu", "moe")),
                               ("pos_emb", ("learned", "rope"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.n_head % self.kv_heads != 0:
+        if self.n_head % self.n_kv_head != 0:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head}): "
                              "each key/value head serves an equal group of query heads")
         if self.pos_emb == "rope" and self.head_dim % 2:
@@ -155,17 +165,16 @@ class GPTConfig(ConfigDict):
             raise ValueError(f"mlp='moe' needs 1 <= n_expert_per_token ({self.n_expert_per_token}) "
                              f"<= n_expert ({self.n_expert})")
 
-    @property
-    def head_dim(self) -> int:
-        return self.head_size if self.head_size is not None else self.n_embd // self.n_head
+    def _defaults(self) -> dict[str, int]:
+        """What ``n_inner``, ``n_kv_head`` and ``head_dim`` are when not given."""
+        return {"n_inner": 4 * self.n_embd, "n_kv_head": self.n_head, "head_dim": self.n_embd // self.n_head}
 
-    @property
-    def kv_heads(self) -> int:
-        return self.n_kv_head if self.n_kv_head is not None else self.n_head
+    # Files written before ``head_size`` was renamed ``head_dim`` still load.
+    _RENAMED = {"head_size": "head_dim"}
 
-    @property
-    def mlp_dim(self) -> int:
-        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
+        return super().from_dict({cls._RENAMED.get(k, k): v for k, v in d.items()})
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "GPTConfig":
@@ -182,4 +191,10 @@ class GPTConfig(ConfigDict):
         return cls(**{**PRESETS[name], **overrides})
 
     def replace(self, **changes: Any) -> "GPTConfig":
+        """A copy with ``changes``. A derived size still at its default follows what it derives
+        from: ``from_preset("gpt2").replace(n_embd=1024).n_inner`` is 4096, not 3072."""
+        divisible = self.n_embd % self.n_head == 0
+        for name, default in self._defaults().items():
+            if name not in changes and getattr(self, name) == default and (divisible or name != "head_dim"):
+                changes[name] = None
         return replace(self, **changes)

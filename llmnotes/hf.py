@@ -143,7 +143,7 @@ def _gpt2_state(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def is_gpt2_layout(config: GPTConfig) -> bool:
     return config.norm == "layernorm" and config.pos_emb == "learned" and config.mlp == "gelu" and (
-        config.kv_heads == config.n_head and config.head_size is None and not config.qk_norm
+        config.n_kv_head == config.n_head and config.head_dim * config.n_head == config.n_embd and not config.qk_norm
         and config.qkv_bias in (None, config.bias) and config.bias and config.sliding_window is None)
 
 

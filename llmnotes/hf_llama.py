@@ -53,7 +53,7 @@ def config_from_hf(hf: dict) -> GPTConfig:
         vocab_size=f(hf, "vocab_size", int), block_size=f(hf, "max_position_embeddings", int, 2048),
         n_layer=f(hf, "num_hidden_layers", int), n_head=n_head,
         n_kv_head=f(hf, "num_key_value_heads", int, None, optional=True) or n_head, n_embd=d,
-        head_size=head_dim if head_dim != d // n_head or d % n_head else None,
+        head_dim=head_dim,
         n_inner=f(hf, "intermediate_size", int), layer_norm_eps=f(hf, "rms_norm_eps", float, 1e-6),
         norm="rmsnorm", mlp="swiglu", pos_emb="rope", bias=False, rope_theta=theta, rope_scaling=scaling,
         tie_embeddings=f(hf, "tie_word_embeddings", bool, False), sliding_window=window,
@@ -87,8 +87,8 @@ def config_to_hf(config: GPTConfig) -> dict:
     hf = {
         "architectures": [ARCHITECTURES[kind]], "model_type": kind, "vocab_size": config.vocab_size,
         "max_position_embeddings": config.block_size, "num_hidden_layers": config.n_layer,
-        "num_attention_heads": config.n_head, "num_key_value_heads": config.kv_heads,
-        "hidden_size": config.n_embd, "head_dim": config.head_dim, "intermediate_size": config.mlp_dim,
+        "num_attention_heads": config.n_head, "num_key_value_heads": config.n_kv_head,
+        "hidden_size": config.n_embd, "head_dim": config.head_dim, "intermediate_size": config.n_inner,
         "hidden_act": "silu", "rms_norm_eps": config.layer_norm_eps, "rope_theta": config.rope_theta,
         "rope_scaling": config.rope_scaling, "tie_word_embeddings": config.tie_embeddings,
         "attention_bias": bool(config.qkv_bias) if kind == "llama" else False, "attention_dropout": 0.0,
@@ -149,7 +149,7 @@ def state_from_hf(raw: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, 
 def state_to_hf(state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """Split and rename llmnotes' state dict into Llama-family names (the inverse of state_from_hf)."""
     hs, q_dim = config.head_dim, config.n_head * config.head_dim
-    kv_dim = config.kv_heads * hs
+    kv_dim = config.n_kv_head * hs
     out = {"model.embed_tokens.weight": state["transformer.wte.weight"],
            "model.norm.weight": state["transformer.ln_f.weight"]}
     if not config.tie_embeddings:
@@ -166,11 +166,11 @@ def state_to_hf(state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, 
                     out[f"{theirs}self_attn.{name}.{kind}"] = t
         if config.mlp == "moe":
             for e in range(config.n_expert):
-                gate, up = state[f"{ours}mlp.experts.{e}.c_fc.weight"].split(config.mlp_dim, 0)
+                gate, up = state[f"{ours}mlp.experts.{e}.c_fc.weight"].split(config.n_inner, 0)
                 ex = f"{theirs}block_sparse_moe.experts.{e}."
                 out[ex + "w1.weight"], out[ex + "w3.weight"] = gate, up
                 out[ex + "w2.weight"] = state[f"{ours}mlp.experts.{e}.c_proj.weight"]
         else:
-            gate, up = state[f"{ours}mlp.c_fc.weight"].split(config.mlp_dim, 0)
+            gate, up = state[f"{ours}mlp.c_fc.weight"].split(config.n_inner, 0)
             out[f"{theirs}mlp.gate_proj.weight"], out[f"{theirs}mlp.up_proj.weight"] = gate, up
     return out

@@ -149,7 +149,7 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
         super().__init__()
-        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
         self.layer_idx = layer_idx
         self.impl = config.attn_impl
         qkv_bias = config.bias if config.qkv_bias is None else config.qkv_bias
@@ -222,8 +222,8 @@ class MLP(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.mlp_dim, bias=config.bias)
-        self.c_proj = nn.Linear(config.mlp_dim, config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, config.n_inner, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_inner, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,9 +240,9 @@ def make_norm(config: GPTConfig) -> nn.Module:
 def make_mlp(config: GPTConfig) -> nn.Module:
     """GELU MLP (GPT-2), SwiGLU (Llama, Qwen) or a mixture of SwiGLU experts (Mixtral)."""
     if config.mlp == "swiglu":
-        return SwiGLU(config.n_embd, config.mlp_dim, config.bias)
+        return SwiGLU(config.n_embd, config.n_inner, config.bias)
     if config.mlp == "moe":
-        return MoE(config.n_embd, config.mlp_dim, config.n_expert, config.n_expert_per_token, config.bias)
+        return MoE(config.n_embd, config.n_inner, config.n_expert, config.n_expert_per_token, config.bias)
     return MLP(config)
 
 
@@ -344,7 +344,7 @@ class GPT(nn.Module):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         c = self.config
         dtype = dtype or self.transformer.wte.weight.dtype
-        return KVCache(c.n_layer, batch_size, c.kv_heads, max_len, c.head_dim, self.device, dtype, fixed_shape)
+        return KVCache(c.n_layer, batch_size, c.n_kv_head, max_len, c.head_dim, self.device, dtype, fixed_shape)
 
     def prepare_for_decode(self, enable: bool = True) -> "GPT":
         """Make CPU decoding faster, in place: each linear layer gets the layout measured fastest

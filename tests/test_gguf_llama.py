@@ -36,22 +36,22 @@ def test_llama_export_metadata_and_tensors(tmp_path):
     arch = bytes(fields["general.architecture"].parts[-1]).decode()
     assert arch == "llama"
     c = model.config
-    assert scalar(fields["llama.attention.head_count_kv"]) == c.kv_heads == 2
+    assert scalar(fields["llama.attention.head_count_kv"]) == c.n_kv_head == 2
     assert scalar(fields["llama.rope.dimension_count"]) == c.head_dim
-    assert scalar(fields["llama.feed_forward_length"]) == c.mlp_dim
+    assert scalar(fields["llama.feed_forward_length"]) == c.n_inner
     assert scalar(fields["llama.rope.freq_base"]) == pytest.approx(c.rope_theta)
     expected = {"token_embd.weight", "output_norm.weight", "output.weight"} | {
         f"blk.{i}.{n}.weight" for i in range(c.n_layer) for n in
         ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")}
     assert set(tensors) == expected
     # GGUF lists dimensions innermost first: a (out, in) matrix appears as (in, out)
-    assert tuple(tensors["blk.0.attn_k.weight"].shape) == (c.n_embd, c.kv_heads * c.head_dim)
+    assert tuple(tensors["blk.0.attn_k.weight"].shape) == (c.n_embd, c.n_kv_head * c.head_dim)
     # values survive, and q/k rows were permuted exactly as llama.cpp's converter does
     q = torch.from_numpy(np.array(tensors["blk.1.attn_q.weight"].data)).reshape(c.n_head * c.head_dim, c.n_embd)
     ours_q = model.transformer.h[1].attn.c_attn.weight[: c.n_head * c.head_dim]
     torch.testing.assert_close(from_interleaved_rope(q, c.n_head), ours_q)
-    gate = torch.from_numpy(np.array(tensors["blk.0.ffn_gate.weight"].data)).reshape(c.mlp_dim, c.n_embd)
-    torch.testing.assert_close(gate, model.transformer.h[0].mlp.c_fc.weight[: c.mlp_dim])
+    gate = torch.from_numpy(np.array(tensors["blk.0.ffn_gate.weight"].data)).reshape(c.n_inner, c.n_embd)
+    torch.testing.assert_close(gate, model.transformer.h[0].mlp.c_fc.weight[: c.n_inner])
 
 
 def test_interleaved_layout_gives_the_same_attention_scores():
@@ -88,7 +88,7 @@ def test_q8_0_llama_export_reads_back(tmp_path):
     _, _, tensors = read(path)
     assert "output.weight" not in tensors  # tied: llama.cpp reuses token_embd
     t = tensors["blk.0.ffn_down.weight"]
-    w = dequantize(t.data, t.tensor_type).reshape(model.config.n_embd, model.config.mlp_dim)
+    w = dequantize(t.data, t.tensor_type).reshape(model.config.n_embd, model.config.n_inner)
     ref = model.transformer.h[0].mlp.c_proj.weight.detach().numpy()
     assert np.abs(w - ref).max() <= np.abs(ref).max() / 127 + 1e-6
 

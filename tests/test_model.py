@@ -210,6 +210,28 @@ def test_config_validation(bad, err):
         GPTConfig.from_preset("nano", **bad)
 
 
+def test_config_has_one_name_per_value():
+    from dataclasses import fields
+
+    c = GPTConfig.from_preset("gpt2")
+    assert (c.n_inner, c.n_kv_head, c.head_dim) == (3072, 12, 64)  # defaults filled in
+    names = {f.name for f in fields(GPTConfig)} | {n for n in dir(GPTConfig) if not n.startswith("_")}
+    assert not names & {"mlp_dim", "kv_heads", "head_size"}  # the old second names are gone
+    # a default follows what it derives from; a value that was set stays
+    wide = c.replace(n_embd=1024, n_head=16)
+    assert (wide.n_inner, wide.n_kv_head, wide.head_dim) == (4096, 16, 64)
+    gqa = GPTConfig.from_preset("llama-nano").replace(n_embd=64)
+    assert (gqa.n_inner, gqa.n_kv_head, gqa.head_dim) == (64, 2, 16)
+    # explicit defaults compare equal to filled-in ones, and a dict round trip is exact
+    assert GPTConfig(n_inner=3072, n_kv_head=12, head_dim=64) == GPTConfig() == GPTConfig.from_dict(c.to_dict())
+    # files written before the rename say head_size
+    qwen = GPTConfig.from_preset("qwen3-0.6b").to_dict()
+    qwen["head_size"] = qwen.pop("head_dim")
+    assert GPTConfig.from_dict(qwen).head_dim == 128
+    with pytest.raises(ValueError, match="n_kv_head must be a positive integer or None, got 0"):
+        GPTConfig(n_kv_head=0)
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset 'gpt5'"):
         GPTConfig.from_preset("gpt5")

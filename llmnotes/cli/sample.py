@@ -82,7 +82,7 @@ def _check_sample_memory(model, num_samples: int) -> None:
     from llmnotes.utils import check_memory
 
     c = model.config
-    per_sample = 4 * (2 * c.n_layer * c.block_size * c.kv_heads * c.head_dim + 2 * c.vocab_size
+    per_sample = 4 * (2 * c.n_layer * c.block_size * c.n_kv_head * c.head_dim + 2 * c.vocab_size
                       + c.block_size * c.n_embd)
     check_memory(num_samples * per_sample, f"--num-samples {num_samples} (a KV cache per sample)",
                  "ask for fewer samples", model.device)

@@ -255,7 +255,7 @@ def shape_metadata(arch: str, config) -> list[tuple[str, int, object]]:
     return [
         (f"{arch}.context_length", UINT32, config.block_size),
         (f"{arch}.embedding_length", UINT32, config.n_embd),
-        (f"{arch}.feed_forward_length", UINT32, config.mlp_dim),
+        (f"{arch}.feed_forward_length", UINT32, config.n_inner),
         (f"{arch}.block_count", UINT32, config.n_layer),
         (f"{arch}.attention.head_count", UINT32, config.n_head),
     ]

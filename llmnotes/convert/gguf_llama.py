@@ -53,7 +53,7 @@ def from_interleaved_rope(w: torch.Tensor, n_head: int) -> torch.Tensor:
 def llama_tensors(weights: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """llmnotes state-dict tensors → llama.cpp ``llama`` tensor names (split, permuted)."""
     hs = config.head_dim
-    q_dim, kv_dim = config.n_head * hs, config.kv_heads * hs
+    q_dim, kv_dim = config.n_head * hs, config.n_kv_head * hs
     out = {"token_embd.weight": weights["transformer.wte.weight"],
            "output_norm.weight": weights["transformer.ln_f.weight"]}
     if not config.tie_embeddings:
@@ -61,11 +61,11 @@ def llama_tensors(weights: dict[str, torch.Tensor], config: GPTConfig) -> dict[s
     for i in range(config.n_layer):
         p = f"transformer.h.{i}."
         q, k, v = weights[p + "attn.c_attn.weight"].split((q_dim, kv_dim, kv_dim), 0)
-        gate, up = weights[p + "mlp.c_fc.weight"].split(config.mlp_dim, 0)
+        gate, up = weights[p + "mlp.c_fc.weight"].split(config.n_inner, 0)
         out.update({
             f"blk.{i}.attn_norm.weight": weights[p + "ln_1.weight"],
             f"blk.{i}.attn_q.weight": to_interleaved_rope(q, config.n_head),
-            f"blk.{i}.attn_k.weight": to_interleaved_rope(k, config.kv_heads),
+            f"blk.{i}.attn_k.weight": to_interleaved_rope(k, config.n_kv_head),
             f"blk.{i}.attn_v.weight": v,
             f"blk.{i}.attn_output.weight": weights[p + "attn.c_proj.weight"],
             f"blk.{i}.ffn_norm.weight": weights[p + "ln_2.weight"],
@@ -80,13 +80,13 @@ def llama_metadata(config: GPTConfig, uint32: int, float32: int, string: int) ->
     """The ``llama.*`` keys beyond the shapes every architecture has (``gguf.shape_metadata``);
     the value-type codes come from ``gguf.py``."""
     meta = [
-        ("llama.attention.head_count_kv", uint32, config.kv_heads),
+        ("llama.attention.head_count_kv", uint32, config.n_kv_head),
         ("llama.attention.layer_norm_rms_epsilon", float32, config.layer_norm_eps),
         ("llama.rope.dimension_count", uint32, config.head_dim),
         ("llama.rope.freq_base", float32, config.rope_theta),
         ("llama.vocab_size", uint32, config.vocab_size),
     ]
-    if config.head_size is not None:
+    if config.head_dim * config.n_head != config.n_embd:  # llama.cpp's default is n_embd / n_head
         meta += [("llama.attention.key_length", uint32, config.head_dim),
                  ("llama.attention.value_length", uint32, config.head_dim)]
     if config.rope_scaling:
