@@ -68,7 +68,7 @@ def site_url_path() -> str:
 
 # What a site build reads: its output is a function of these files (and the versions below).
 SITE_INPUTS = ("mkdocs.yml", "docs", "tools", "overrides", "includes", "llmnotes",
-               "benchmarks/RESULTS.md")  # pages quote recorded numbers (llmnotes.recorded)
+               "benchmarks")  # pages quote recorded numbers and runs (llmnotes.recorded)
 SITE_CACHE = ROOT / ".cache" / "llmnotes-site"  # git-ignored; one folder per source-tree hash
 _KEEP_BUILDS = 3  # older builds of other trees are pruned, newest first kept
 

@@ -241,6 +241,20 @@ def test_fingerprint_follows_package_source_and_assets(tmp_path):
     assert exec_cache.environment_fingerprint(tmp_path, results) not in (changed, with_results)
 
 
+def test_fingerprint_follows_the_run_records_pages_read(tmp_path, monkeypatch):
+    """Pages read benchmarks/results/*.json and finetune_runs/*.json through llmnotes.recorded:
+    a re-run record must invalidate the cache like a re-measured RESULTS.md."""
+    package, bench = tmp_path / "pkg", tmp_path / "benchmarks"
+    (bench / "results").mkdir(parents=True)
+    package.mkdir()
+    record = bench / "results" / "distill.json"
+    record.write_text('{"ppl": 1.5}', encoding="utf-8")
+    monkeypatch.setattr(exec_cache, "BENCHMARKS", bench)
+    before = exec_cache.environment_fingerprint(package, bench / "RESULTS.md")
+    record.write_text('{"ppl": 1.4}', encoding="utf-8")
+    assert exec_cache.environment_fingerprint(package, bench / "RESULTS.md") != before
+
+
 _WORKER = """
 import sys, time
 from pathlib import Path

@@ -12,9 +12,10 @@ A page is cached as a whole, because its fences share state through ``session=".
 key of a page is
 
 * every ``exec`` fence of the page (its opening line and its code),
-* a hash of the ``llmnotes/`` package source, ``llmnotes/assets/`` included, and of
-  ``benchmarks/RESULTS.md`` (pages quote measured numbers from it through
-  ``llmnotes.recorded``; ``$LLMNOTES_RESULTS`` when that names another file),
+* a hash of the ``llmnotes/`` package source, ``llmnotes/assets/`` included, and of the
+  ``benchmarks/`` folder: pages quote measured numbers through ``llmnotes.recorded`` from
+  ``RESULTS.md`` (``$LLMNOTES_RESULTS`` when that names another file) and from the run records
+  in ``results/`` and ``finetune_runs/``,
 * the Python, torch and markdown-exec versions.
 
 One JSON file per page lives under ``.cache/llmnotes-exec/`` (git-ignored), so a changed
@@ -100,6 +101,9 @@ def tree_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+BENCHMARKS = ROOT / "benchmarks"  # RESULTS.md and the JSON run records pages read
+
+
 def results_file(environ: Mapping[str, str] = os.environ) -> Path:
     """The recorded benchmark results pages read (the same rule as ``llmnotes.recorded``)."""
     given = environ.get("LLMNOTES_RESULTS")
@@ -117,6 +121,7 @@ def environment_fingerprint(package: Path = ROOT / "llmnotes", results: Path | N
         "format": FORMAT,
         "package": tree_hash(package),
         "results": _file_hash(results or results_file()),
+        "benchmarks": tree_hash(BENCHMARKS) if BENCHMARKS.is_dir() else "absent",  # the run records
         "python": sys.version,
         "implementation": platform.python_implementation(),
         "torch": _version("torch"),
