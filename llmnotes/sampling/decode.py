@@ -27,6 +27,10 @@ page that trains or inspects the model should not get by surprise.
 Beam search lives in :mod:`llmnotes.sampling.beam`, speculative decoding in
 :mod:`llmnotes.sampling.speculative` and the logits processors in
 :mod:`llmnotes.sampling.processors`; all are importable from :mod:`llmnotes.sampling`.
+
+About 400 lines because the loop, the checks it runs before any work, the stop-string
+bookkeeping and the cached decode step (eager and compiled) are one path a reader follows
+top to bottom; split, each piece would only make sense beside the others.
 """
 
 from __future__ import annotations
