@@ -26,10 +26,6 @@ a minimum length, and forced first/last tokens.
 
 Over 400 lines because each of the eleven rules is a function and its processor class, kept
 side by side so a reader compares them; splitting the pairs apart would hide that they agree.
-
-Over 400 lines because it is the one catalogue of rules, each a short function plus its small
-class, in the order :func:`llmnotes.sampling.decode.build_processors` applies them; a reader
-checking one against Hugging Face's finds it here, next to its neighbours.
 """
 
 from __future__ import annotations
