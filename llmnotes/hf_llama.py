@@ -118,17 +118,22 @@ _PLAIN = {  # ours (inside transformer.h.N.) -> theirs (inside model.layers.N.)
 }
 
 
+def _renamed(config: GPTConfig) -> list[tuple[str, str]]:
+    """(ours, theirs) for every tensor that is only renamed, not fused or split: the embedding,
+    the final norm, an untied output layer and ``_PLAIN`` in every layer."""
+    pairs = [("transformer.wte.weight", "model.embed_tokens.weight"), ("transformer.ln_f.weight", "model.norm.weight")]
+    if not config.tie_embeddings:
+        pairs.append(("lm_head.weight", "lm_head.weight"))
+    for i in range(config.n_layer):
+        pairs += [(f"transformer.h.{i}.{o}", f"model.layers.{i}.{t}") for o, t in _PLAIN.items()]
+    return pairs
+
+
 def state_from_hf(raw: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename and fuse a Llama-family state dict into llmnotes' names."""
-    state = {"transformer.wte.weight": raw["model.embed_tokens.weight"],
-             "transformer.ln_f.weight": raw["model.norm.weight"]}
-    if "lm_head.weight" in raw and not config.tie_embeddings:
-        state["lm_head.weight"] = raw["lm_head.weight"]
+    state = {ours: raw[theirs] for ours, theirs in _renamed(config) if theirs in raw}
     for i in range(config.n_layer):
         ours, theirs = f"transformer.h.{i}.", f"model.layers.{i}."
-        for o, t in _PLAIN.items():
-            if theirs + t in raw:
-                state[ours + o] = raw[theirs + t]
         for kind in ("weight", "bias"):
             parts = [raw.get(f"{theirs}self_attn.{n}.{kind}") for n in _FUSED_ATTN]
             if all(p is not None for p in parts):
@@ -150,15 +155,9 @@ def state_to_hf(state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, 
     """Split and rename llmnotes' state dict into Llama-family names (the inverse of state_from_hf)."""
     hs, q_dim = config.head_dim, config.n_head * config.head_dim
     kv_dim = config.n_kv_head * hs
-    out = {"model.embed_tokens.weight": state["transformer.wte.weight"],
-           "model.norm.weight": state["transformer.ln_f.weight"]}
-    if not config.tie_embeddings:
-        out["lm_head.weight"] = state["lm_head.weight"]
+    out = {theirs: state[ours] for ours, theirs in _renamed(config) if ours in state}
     for i in range(config.n_layer):
         ours, theirs = f"transformer.h.{i}.", f"model.layers.{i}."
-        for o, t in _PLAIN.items():
-            if ours + o in state:
-                out[theirs + t] = state[ours + o]
         for kind in ("weight", "bias"):
             if f"{ours}attn.c_attn.{kind}" in state:
                 q, k, v = state[f"{ours}attn.c_attn.{kind}"].split((q_dim, kv_dim, kv_dim), 0)
