@@ -335,40 +335,42 @@ DIST_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_train import tokens, nano, cfg
     from llmnotes.train import Trainer
-    mode, out = sys.argv[1], sys.argv[2]
-    tr = Trainer(nano(), tokens(4000), tokens(1000, seed=2),
-                 cfg(max_steps=4, batch_size=4 if mode == "single" else 2, lr=3e-3, eval_interval=4,
-                     fsdp=mode == "fsdp", out_dir=out))
-    hist = tr.fit()
-    if tr.is_main:
-        with open(out + "/losses.json", "w", encoding="utf-8") as f:
-            json.dump([r.get("loss", r.get("val_loss")) for r in hist], f)
+    root = sys.argv[2]
+    for mode in sys.argv[1].split(","):  # one launch runs every mode: the process group is reused
+        out = root + "/" + mode
+        tr = Trainer(nano(), tokens(4000), tokens(1000, seed=2),
+                     cfg(max_steps=4, batch_size=4 if mode == "single" else 2, lr=3e-3, eval_interval=4,
+                         fsdp=mode == "fsdp", out_dir=out))
+        hist = tr.fit()
+        if tr.is_main:
+            with open(out + "/losses.json", "w", encoding="utf-8") as f:
+                json.dump([r.get("loss", r.get("val_loss")) for r in hist], f)
 """)
 
 
 @pytest.fixture(scope="module")
-def single_process_run(tmp_path_factory):
-    """The one-process reference run both distributed modes are compared with (run once)."""
+def distributed_runs(tmp_path_factory):
+    """A one-process reference run, then one torchrun launch of two processes that trains with
+    DDP and then with FSDP (each Python start costs seconds, so they are shared)."""
     root = tmp_path_factory.mktemp("dist")
     script = root / "dist.py"
     script.write_text(DIST_SCRIPT.format(tests=str(ROOT / "tests")), encoding="utf-8")
-    subprocess.run([sys.executable, str(script), "single", str(root / "one")], check=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT, timeout=120)
-    return script, root / "one"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), "single", str(root)], check=True, env=env, cwd=ROOT, timeout=120)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(script), "ddp,fsdp", str(root)], check=True, env=env, cwd=ROOT, timeout=240)
+    return root
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_torchrun_two_processes_match_one(tmp_path, mode, single_process_run):
-    script, one_dir = single_process_run
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(script), mode, str(tmp_path / "two")], check=True, env=env, cwd=ROOT, timeout=180)
+def test_torchrun_two_processes_match_one(mode, distributed_runs):
+    one_dir, two_dir = distributed_runs / "single", distributed_runs / mode
     one = json.loads((one_dir / "losses.json").read_text(encoding="utf-8"))
-    two = json.loads((tmp_path / "two" / "losses.json").read_text(encoding="utf-8"))
+    two = json.loads((two_dir / "losses.json").read_text(encoding="utf-8"))
     assert len(one) == len(two) == 5  # 4 train losses + 1 validation loss
     np.testing.assert_allclose(two, one, rtol=1e-5)
     # rank 0 wrote one checkpoint, and its weights equal the single-process run's
     w1, _ = ckpt.load(ckpt.latest_checkpoint(one_dir))
-    w2, _ = ckpt.load(ckpt.latest_checkpoint(tmp_path / "two"))
+    w2, _ = ckpt.load(ckpt.latest_checkpoint(two_dir))
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
