@@ -18,7 +18,7 @@ from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassi
                                classification_loss, confusion_matrix, freeze, predict)
 from llmnotes.finetune.data import (CLASSIFY_LABELS, load_classification, load_instructions, load_preferences,
                                     read_jsonl, SCHEMAS)
-from llmnotes.finetune.instruct import (IGNORE_INDEX, InstructionDataset, encode_example, format_alpaca,
+from llmnotes.finetune.instruct import (IGNORE_INDEX, InstructionDataset, encode_example, format_alpaca, sft_loss_reference,
                                format_chat, format_prompt, score_response, sft_loss)
 from llmnotes.finetune.lora import (LoRALinear, apply_lora, disable_lora, lora_layers, lora_state_dict, merge_lora,
                            trainable_parameters, unmerge_lora)
@@ -275,6 +275,38 @@ def test_sft_loss_ignores_prompt_and_padding(tok):
         total += F.cross_entropy(model(x[None])[0][keep], y[keep], reduction="sum").item()
         count += int(keep.sum())
     assert loss.item() == pytest.approx(total / count, rel=1e-5)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_sft_loss_fast_path_matches_reference(tok, lora):
+    """The head-only-where-needed path gives the reference's loss and gradients."""
+    model = nano().train()
+    if lora:
+        apply_lora(model, r=4, alpha=8)
+        randomize_lora(model)
+    data = InstructionDataset(load_instructions("train")[:6], tok, style="chat")
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses, grads = [], []
+    for fn in (sft_loss, sft_loss_reference):
+        loss = fn(model, data.x, data.y)
+        losses.append(loss.item())
+        grads.append(torch.autograd.grad(loss, params))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for g_fast, g_ref in zip(*grads):
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_sft_loss_respects_a_changed_forward(tok):
+    """A GPT subclass whose forward is not lm_head(hidden_states) gets the reference path."""
+    class Scaled(GPT):
+        def forward(self, idx, *args, **kwargs):
+            return 2.0 * super().forward(idx, *args, **kwargs)
+
+    torch.manual_seed(0)
+    model = Scaled(GPTConfig.from_preset("nano", vocab_size=2048, block_size=256)).eval()
+    data = InstructionDataset(load_instructions("train")[:3], tok)
+    expected = lm_loss(model(data.x), data.y, ignore_index=IGNORE_INDEX)
+    assert sft_loss(model, data.x, data.y).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_score_response_rubric():
