@@ -41,21 +41,22 @@ def loss_surface(model: nn.Module, idx: torch.Tensor, span: float = 1.0, steps: 
         raise ValueError(f"span must be positive, got {span}")
     g = torch.Generator().manual_seed(seed)
     delta, eta = filter_normalized_direction(model, g), filter_normalized_direction(model, g)
-    params = dict(model.named_parameters())
-    origin = {k: v.detach().clone() for k, v in params.items()}
+    # Only weight matrices move (biases and gains have zero direction), and they are written in
+    # place: no temporary tensors of the model's size per grid point.
+    moving = [(p, p.detach().clone(), delta[k], eta[k]) for k, p in model.named_parameters() if p.dim() > 1]
     alphas = torch.linspace(-span, span, steps)
     losses = torch.empty(steps, steps)
     was_training = model.training
     model.eval()
     try:
-        for i, a in enumerate(alphas):
-            for j, b in enumerate(alphas):
-                for k, p in params.items():
-                    p.copy_(origin[k] + a * delta[k] + b * eta[k])
+        for i, a in enumerate(alphas.tolist()):
+            for j, b in enumerate(alphas.tolist()):
+                for p, origin, d, e in moving:
+                    torch.add(origin, d, alpha=a, out=p).add_(e, alpha=b)
                 logits = model(idx[:, :-1])
                 losses[i, j] = F.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten())
     finally:
-        for k, p in params.items():
-            p.copy_(origin[k])
+        for p, origin, _, _ in moving:
+            p.copy_(origin)
         model.train(was_training)
     return alphas, alphas.clone(), losses
