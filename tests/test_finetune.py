@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmnotes.finetune.dpo import (DPOLoss, PreferenceDataset, dpo_loss, pair_margins, preference_accuracy, preference_margin,
-                          sequence_logprob)
+                          sequence_logprob, token_logprobs, token_logprobs_reference)
 from llmnotes.finetune import (ClassificationDataset, FinetuneTrainer, GPTClassifier, accuracy,
                                classification_loss, confusion_matrix, freeze, predict)
 from llmnotes.finetune.data import (CLASSIFY_LABELS, load_classification, load_instructions, load_preferences,
@@ -293,6 +293,23 @@ def test_sft_loss_fast_path_matches_reference(tok, lora):
         grads.append(torch.autograd.grad(loss, params))
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for g_fast, g_ref in zip(*grads):
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_token_logprobs_fast_path_matches_reference(tok, lora):
+    """Per-row summed completion log-probs and their gradients agree with the full-logits path."""
+    model = nano().train()
+    if lora:
+        apply_lora(model, r=4, alpha=8)
+        randomize_lora(model)
+    data = PreferenceDataset(load_preferences("train")[:4], tok, style="chat")
+    x, y = data.x.flatten(0, 1), data.y.flatten(0, 1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast, ref = token_logprobs(model, x, y), token_logprobs_reference(model, x, y)
+    assert fast.shape == (8,)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-4)
+    for g_fast, g_ref in zip(torch.autograd.grad(fast.sum(), params), torch.autograd.grad(ref.sum(), params)):
         torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
 
 

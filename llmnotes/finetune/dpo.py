@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from llmnotes.finetune.data import PairDataset
-from llmnotes.finetune.instruct import IGNORE_INDEX, encode_example, format_prompt, pad_right, response_text, trim_padding
+from llmnotes.finetune.instruct import (IGNORE_INDEX, encode_example, format_prompt, logits_at_targets, pad_right,
+                                       response_text, trim_padding)
 from llmnotes.tokenizer import eos_id_of
 
 
@@ -38,7 +39,19 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 
 
 def token_logprobs(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Summed ``log p(y[t] | x[..t])`` over positions whose target is not -100: (B, L) -> (B,)."""
+    """Summed ``log p(y[t] | x[..t])`` over positions whose target is not -100: (B, L) -> (B,).
+
+    The output head runs only at those positions (:func:`logits_at_targets`);
+    :func:`token_logprobs_reference` is the same sum from every position's logits."""
+    x, y = trim_padding(x, y)
+    logits, keep = logits_at_targets(model, x, y)  # (N, V), (B, L)
+    picked = F.log_softmax(logits.float(), dim=-1).gather(-1, y[keep][:, None])[:, 0]  # (N,)
+    # back into (B, L), row-major as boolean indexing took them, zeros elsewhere
+    return torch.zeros(keep.shape, dtype=picked.dtype, device=picked.device).masked_scatter(keep, picked).sum(-1)
+
+
+def token_logprobs_reference(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`token_logprobs` the plain way: log-softmax at every position, then a masked sum."""
     x, y = trim_padding(x, y)
     logp = F.log_softmax(model(x).float(), dim=-1)  # (B, L, V)
     mask = y != IGNORE_INDEX
