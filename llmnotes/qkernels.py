@@ -115,6 +115,19 @@ def int8_linear(x: torch.Tensor, packed) -> torch.Tensor:
     return y.to(x.dtype)
 
 
+def int8_linear_fn(packed):
+    """``x -> int8_linear(x, packed)`` with the operator and its flag looked up once, and no
+    conversions for a contiguous float32 ``x`` (the decoding case, called once per layer and token)."""
+    op, reduce_range = torch.ops.quantized.linear_dynamic.default, _reduce_range()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and x.is_contiguous():
+            return op(x, packed, reduce_range)
+        return int8_linear(x, packed)
+
+    return run
+
+
 # ---------------------------------------------------------------------------------------------
 # 4-bit weights x bfloat16 activations
 # ---------------------------------------------------------------------------------------------

@@ -240,19 +240,26 @@ class QuantizedLinear(QuantizedLinearBase):
         """
         if self.kernel == "reference" or x.device.type != "cpu" or torch.compiler.is_compiling():
             return None
-        needs_grad = x.requires_grad or (self.bias is not None and self.bias.requires_grad)
-        if torch.is_grad_enabled() and needs_grad:
+        tensors = self._tensors()
+        if torch.is_grad_enabled() and (x.requires_grad or tensors[-1] is not None and tensors[-1].requires_grad):
             return None  # the kernels have no backward; QLoRA-style training takes the readable path
-        key = (self.kernel, x.dtype, torch.get_num_threads(), self._stamp())
+        key = (self.kernel, x.dtype, torch.get_num_threads(),
+               *[(t.data_ptr(), t._version) for t in tensors if t is not None])
         memo = _FAST.get(self)
         if memo is None or memo[0] != key:
             memo = _FAST[self] = (key, self._choose_fast_path(x.dtype))
         return memo[1]
 
+    def _tensors(self) -> tuple:
+        """(qweight, scale, zero, bias), read from the module's dicts directly: ``self.qweight``
+        goes through ``nn.Module.__getattr__``, which costs more than the lookup itself."""
+        buffers, params = self._buffers, self._parameters
+        bias = params["bias"] if "bias" in params else buffers.get("bias", self.__dict__.get("bias"))
+        return buffers["qweight"], buffers["scale"], buffers.get("zero"), bias
+
     def _stamp(self) -> tuple:
         """Where the layer's tensors live and how often they were written in place."""
-        return tuple((t.data_ptr(), t._version) for t in (self.qweight, self.scale, self.zero, self.bias)
-                     if t is not None)
+        return tuple((t.data_ptr(), t._version) for t in self._tensors() if t is not None)
 
     def _choose_fast_path(self, dtype: torch.dtype):
         """The kernel if this CPU runs it faster than the readable path (measured once per shape)."""
@@ -282,7 +289,7 @@ class QuantizedLinear(QuantizedLinearBase):
             return cached[1]
         if name == "int8":
             packed = qkernels.int8_pack(self.qweight, self.scale.float(), self.bias)
-            fn = lambda x: qkernels.int8_linear(x, packed)  # noqa: E731
+            fn = qkernels.int8_linear_fn(packed)
         else:
             zero = self.zero if self.zero is not None else torch.full_like(self.scale, 8, dtype=torch.uint8)
             packed = qkernels.int4_pack(self.codes(), self.scale.float(), zero, self.group_size)
