@@ -29,12 +29,23 @@ as the column-major one for most GPT-2 shapes, and splitting cost more than it s
 matrix-vector products per candidate, interleaved, see :func:`pick_fastest`), keeps the result
 per (shape, dtype, thread count), and converts a layer only where a candidate beats plain
 ``nn.Linear`` by a clear margin. :func:`decode_plan` reports what was chosen and the timings.
+
+The measurement reads the weights from memory, as decoding does: every layer's weight is
+read once per token and evicted by the other layers' before it is needed again. One matrix
+multiplied again and again would sit in the CPU's cache instead, and the layout that wins
+there can lose when the same bytes stream from memory (a 2.3 MiB GPT-2 matrix is read at
+about 50 GB/s from cache and 12 to 18 GB/s from memory on the AMD EPYC measured, depending on
+the layout). So each candidate runs over enough copies of the weight to overflow the
+last-level cache (:func:`stream_bytes`), and reports milliseconds per product.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from functools import lru_cache
+from pathlib import Path
 import weakref
 from typing import Callable
 
@@ -46,6 +57,7 @@ MAX_SPLIT_ROWS = 64  # above this many input rows a matrix-matrix product is com
 MIN_SPLIT_ELEMENTS = 2**18  # below 1 MiB of float32 a weight sits in cache and threads cost more than they save
 PATHS = ("plain", "column-major", "split-K", "onednn-packed")
 MARGIN = 0.05  # a candidate must beat the baseline by 5%: timing noise must not flip a layer's path
+DEFAULT_LLC_BYTES = 32 * 2**20  # assumed last-level cache when the OS does not say
 
 
 def column_major(weight: torch.Tensor) -> bool:
@@ -157,14 +169,15 @@ _CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}  # key -> (chosen name,
 
 
 def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], baseline: str,
-                 rounds: int = 5, margin: float = MARGIN) -> tuple[str, dict[str, float]]:
+                 rounds: int = 5, margin: float = MARGIN, per_call: int = 1) -> tuple[str, dict[str, float]]:
     """Time each zero-argument callable in ``candidates`` and return ``(name, medians_ms)``.
 
     Candidates run interleaved (round 1 of each, then round 2, ...) so a burst of load from
     other processes hits all of them alike; each is warmed up first. ``baseline`` wins unless
     the candidate with the best median is at least ``margin`` faster in its median *and* in
     its fastest round. The answer is cached under
-    ``key`` plus the current thread count (and returned from the cache next time).
+    ``key`` plus the current thread count (and returned from the cache next time). A callable
+    that does ``per_call`` operations reports milliseconds per operation.
     """
     key = (*key, torch.get_num_threads())
     if key in _CHOICES:
@@ -179,7 +192,7 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], baseli
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    medians = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+    medians = {name: 1e3 * statistics.median(ts) / per_call for name, ts in times.items()}
     best = min(medians, key=medians.get)
     # Both the median and the best round must be faster: load from other processes inflates
     # some rounds, and a path should win on its undisturbed speed as well as its typical one.
@@ -199,17 +212,34 @@ def choose_path(weight: torch.Tensor) -> tuple[str, dict[str, float]]:
     dtype on this CPU with the current thread count; return ``(path, medians_ms)``."""
     out_features, in_features = weight.shape
     x = torch.randn(1, in_features, dtype=weight.dtype)
-    row = weight.detach().contiguous()
-    col = row.t().contiguous().t()
+    # Enough copies that one pass over them overflows the cache: each product reads from memory.
+    copies = max(1, math.ceil(stream_bytes() / (weight.numel() * weight.element_size())))
+    rows = [weight.detach().contiguous().clone() for _ in range(copies)]
+    cols = [r.t().contiguous().t() for r in rows]
     shards = torch.get_num_threads()
-    candidates = {"plain": lambda: F.linear(x, row), "column-major": lambda: F.linear(x, col)}
+    candidates = {"plain": lambda: [F.linear(x, w) for w in rows],
+                  "column-major": lambda: [F.linear(x, w) for w in cols]}
     if shards > 1 and in_features % shards == 0:
-        candidates["split-K"] = lambda: split_k_linear(x, col, None, shards)
-    packed = onednn_pack(row)
-    if packed is not None:
-        candidates["onednn-packed"] = lambda: onednn_linear(x, packed, None)
+        candidates["split-K"] = lambda: [split_k_linear(x, w, None, shards) for w in cols]
+    packed = [onednn_pack(r) for r in rows]
+    if all(p is not None for p in packed):
+        candidates["onednn-packed"] = lambda: [onednn_linear(x, p, None) for p in packed]
     with torch.no_grad():
-        return pick_fastest(_path_key(weight), candidates, baseline="plain")
+        return pick_fastest(_path_key(weight), candidates, baseline="plain", per_call=copies)
+
+
+@lru_cache(maxsize=1)
+def stream_bytes() -> int:
+    """Bytes of weights to cycle through so that none is still cached when read again: twice
+    the last-level cache the OS reports (``DEFAULT_LLC_BYTES`` when it reports none)."""
+    sizes = []
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = f.read_text(encoding="utf-8").strip().upper()
+        unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return 2 * (max(sizes) if sizes else DEFAULT_LLC_BYTES)
 
 
 def decode_plan(model: nn.Module) -> list[dict]:
