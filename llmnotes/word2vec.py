@@ -135,10 +135,16 @@ def expected_sgns_grads(v: torch.Tensor, u: torch.Tensor, N: torch.Tensor, M: to
     count(c) P_noise(n)`` is the expected number of times ``n`` is drawn as a negative for ``c``.
     With ``S = v u^T`` (V, V): ``L = -sum(N log sigmoid(S) + M log sigmoid(-S))`` and
     ``dL/dS = (N + M) sigmoid(S) - N``. Returns (loss, grad_v, grad_u).
+
+    One log-sigmoid serves all three: ``log sigmoid(-S) = log sigmoid(S) - S`` gives
+    ``L = sum(M S) - sum((N + M) log sigmoid(S))``, and ``sigmoid(S) = exp(log sigmoid(S))``
+    (a third fewer passes over the (V, V) matrices than writing each term out).
     """
     S = v @ u.T
-    G = (N + M) * torch.sigmoid(S) - N
-    loss = -(N * F.logsigmoid(S) + M * F.logsigmoid(-S)).sum()
+    T = N + M
+    log_sig = F.logsigmoid(S)
+    G = T * log_sig.exp() - N
+    loss = (M * S).sum() - (T * log_sig).sum()
     return loss, G @ u, G.T @ v
 
 
