@@ -277,39 +277,32 @@ def test_sft_loss_ignores_prompt_and_padding(tok):
     assert loss.item() == pytest.approx(total / count, rel=1e-5)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_sft_loss_fast_path_matches_reference(tok, lora):
-    """The head-only-where-needed path gives the reference's loss and gradients."""
-    model = nano().train()
-    if lora:
-        apply_lora(model, r=4, alpha=8)
-        randomize_lora(model)
+def _instruction_batch(tok):
     data = InstructionDataset(load_instructions("train")[:6], tok, style="chat")
-    params = [p for p in model.parameters() if p.requires_grad]
-    losses, grads = [], []
-    for fn in (sft_loss, sft_loss_reference):
-        loss = fn(model, data.x, data.y)
-        losses.append(loss.item())
-        grads.append(torch.autograd.grad(loss, params))
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    for g_fast, g_ref in zip(*grads):
-        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
+    return data.x, data.y
+
+
+def _preference_batch(tok):
+    data = PreferenceDataset(load_preferences("train")[:4], tok, style="chat")
+    return data.x.flatten(0, 1), data.y.flatten(0, 1)  # (8, L): chosen and rejected rows
 
 
 @pytest.mark.parametrize("lora", [False, True])
-def test_token_logprobs_fast_path_matches_reference(tok, lora):
-    """Per-row summed completion log-probs and their gradients agree with the full-logits path."""
+@pytest.mark.parametrize("fast, reference, batch", [(sft_loss, sft_loss_reference, _instruction_batch),
+                                                    (token_logprobs, token_logprobs_reference, _preference_batch)])
+def test_head_only_where_needed_matches_reference(tok, lora, fast, reference, batch):
+    """sft_loss and token_logprobs (output head only at target positions) give the full-logits
+    path's values and gradients, on a plain model and through LoRA adapters."""
     model = nano().train()
     if lora:
         apply_lora(model, r=4, alpha=8)
         randomize_lora(model)
-    data = PreferenceDataset(load_preferences("train")[:4], tok, style="chat")
-    x, y = data.x.flatten(0, 1), data.y.flatten(0, 1)
+    x, y = batch(tok)
     params = [p for p in model.parameters() if p.requires_grad]
-    fast, ref = token_logprobs(model, x, y), token_logprobs_reference(model, x, y)
-    assert fast.shape == (8,)
-    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-4)
-    for g_fast, g_ref in zip(torch.autograd.grad(fast.sum(), params), torch.autograd.grad(ref.sum(), params)):
+    got, want = fast(model, x, y), reference(model, x, y)
+    assert got.shape == want.shape == (() if fast is sft_loss else (len(x),))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    for g_fast, g_ref in zip(torch.autograd.grad(got.sum(), params), torch.autograd.grad(want.sum(), params)):
         torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-6)
 
 
