@@ -140,3 +140,12 @@ def command(title: str, text: str | None = None) -> str:
     if not m:
         raise KeyError(f"no command recorded in section {title!r}")
     return m.group(1).strip()
+
+
+def machine(title: str, text: str | None = None) -> str:
+    """The machine a section was measured on, from its ``CPU: ...`` line (model and flags,
+    e.g. ``"AMD EPYC (avx512_bf16 yes, amx no, avx512_vnni yes), no GPU"``)."""
+    m = re.search(r"CPU: ([^;\n]+)", section(title, text))
+    if not m:
+        raise KeyError(f"no 'CPU: ...' line recorded in section {title!r}")
+    return m.group(1).strip()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmnotes.recorded import command, number, result, results_path, row, section, table, tables
+from llmnotes.recorded import command, machine, number, result, results_path, row, section, table, tables
 
 TEXT = """# Benchmark results
 
@@ -45,6 +45,17 @@ def test_tables_rows_and_numbers():
 def test_commands_inline_and_indented():
     assert command("Speed", TEXT) == "python bench.py --write"
     assert command("Other", TEXT) == "python other.py --flag"
+
+
+def test_machine_line():
+    text = TEXT.replace("Machine: x86_64.", "CPU: AMD EPYC (avx512_bf16 yes, amx no), no GPU; torch 2.13.0+cpu.")
+    assert machine("Speed", text) == "AMD EPYC (avx512_bf16 yes, amx no), no GPU"
+    with pytest.raises(KeyError, match="CPU"):
+        machine("Other", text)
+    # the CPU decode record pages quote names its machine, and has the llama.cpp rows
+    assert "avx512_bf16" in machine("Decoding on CPU")
+    gpt2 = [t for t in tables("`gpt2` preset") if t and "decoder" in t[0]]
+    assert len(gpt2) == 2 and all(row(t, "decoder", "llama.cpp F32") for t in gpt2)
 
 
 def test_errors_name_what_is_missing():
