@@ -137,14 +137,15 @@ def expected_sgns_grads(v: torch.Tensor, u: torch.Tensor, N: torch.Tensor, M: to
     ``dL/dS = (N + M) sigmoid(S) - N``. Returns (loss, grad_v, grad_u).
 
     One log-sigmoid serves all three: ``log sigmoid(-S) = log sigmoid(S) - S`` gives
-    ``L = sum(M S) - sum((N + M) log sigmoid(S))``, and ``sigmoid(S) = exp(log sigmoid(S))``
-    (a third fewer passes over the (V, V) matrices than writing each term out).
+    ``L = sum(M S) - sum((N + M) log sigmoid(S))``, and ``sigmoid(S) = exp(log sigmoid(S))``.
+    The sums are dot products and ``G`` reuses the log-sigmoid's memory: fewer passes over the
+    (V, V) matrices and fewer (V, V) temporaries, which cost as much as the arithmetic here.
     """
     S = v @ u.T
     T = N + M
     log_sig = F.logsigmoid(S)
-    G = T * log_sig.exp() - N
-    loss = (M * S).sum() - (T * log_sig).sum()
+    loss = torch.dot(M.flatten(), S.flatten()) - torch.dot(T.flatten(), log_sig.flatten())
+    G = log_sig.exp_().mul_(T).sub_(N)  # (N + M) sigmoid(S) - N, in place
     return loss, G @ u, G.T @ v
 
 
