@@ -179,9 +179,10 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], baseli
     ``key`` plus the current thread count (and returned from the cache next time). A callable
     that does ``per_call`` operations reports milliseconds per operation.
     """
+    cached = cached_choice(key)
+    if cached is not None:
+        return cached
     key = (*key, torch.get_num_threads())
-    if key in _CHOICES:
-        return _CHOICES[key]
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not one of the candidates {list(candidates)}")
     times: dict[str, list[float]] = {name: [] for name in candidates}
@@ -203,6 +204,11 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], baseli
     return chosen, medians
 
 
+def cached_choice(key: tuple) -> tuple[str, dict[str, float]] | None:
+    """What :func:`pick_fastest` chose for ``key`` at the current thread count, if measured."""
+    return _CHOICES.get((*key, torch.get_num_threads()))
+
+
 def _path_key(weight: torch.Tensor) -> tuple:
     return ("decode-linear", tuple(weight.shape), weight.dtype)
 
@@ -210,6 +216,9 @@ def _path_key(weight: torch.Tensor) -> tuple:
 def choose_path(weight: torch.Tensor) -> tuple[str, dict[str, float]]:
     """Measure plain / column-major / split-K matrix-vector products for ``weight``'s shape and
     dtype on this CPU with the current thread count; return ``(path, medians_ms)``."""
+    cached = cached_choice(_path_key(weight))
+    if cached is not None:  # measured for another layer of this shape: no copies needed
+        return cached
     out_features, in_features = weight.shape
     x = torch.randn(1, in_features, dtype=weight.dtype)
     # Enough copies that one pass over them overflows the cache: each product reads from memory.
