@@ -54,6 +54,7 @@ from llmnotes.sampling import early_exit_draft, speculative_generate  # noqa: E4
 from llmnotes.utils import atomic_write_text  # noqa: E402
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
+PAUSE_S = 0.5  # between timed peers: longer than OpenMP's spin-wait (GOMP_SPINCOUNT, KMP_BLOCKTIME 200 ms)
 JSON = Path(__file__).parent / "decode_cpu.json"
 DEFAULT_PEERS = ["llmnotes", "llmnotes prepare_for_decode", "llmnotes bf16", "llmnotes int8",
                  "llmnotes int8+emb", "llmnotes int4+emb", "hf dynamic",
@@ -202,6 +203,10 @@ def time_peers(peers, repeats, label):
         print(f"[{label}] warm-up {name}: {time.perf_counter() - t0:.1f}s", flush=True)
     for r in range(repeats):
         for name, fn in peers.items():
+            # PyTorch and llama.cpp each keep an OpenMP thread pool in this process, whose idle
+            # threads spin for a while after their work: pause so the previous peer's spinning
+            # threads are asleep before this peer is timed (on 2 cores they would share its CPUs).
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

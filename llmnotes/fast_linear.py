@@ -35,8 +35,10 @@ read once per token and evicted by the other layers' before it is needed again. 
 multiplied again and again would sit in the CPU's cache instead, and the layout that wins
 there can lose when the same bytes stream from memory (a 2.3 MiB GPT-2 matrix is read at
 about 50 GB/s from cache and 12 to 18 GB/s from memory on the AMD EPYC measured, depending on
-the layout). So each candidate runs over enough copies of the weight to overflow the
-last-level cache (:func:`stream_bytes`), and reports milliseconds per product.
+the layout). So for a model whose weights outgrow the last-level cache
+(:func:`reads_from_memory`), each candidate runs over enough copies of the weight to overflow it
+twice, and reports milliseconds per product; a model that fits in the cache (the shipped one)
+is measured on one weight in cache, as it runs.
 """
 
 from __future__ import annotations
@@ -209,20 +211,24 @@ def cached_choice(key: tuple) -> tuple[str, dict[str, float]] | None:
     return _CHOICES.get((*key, torch.get_num_threads()))
 
 
-def _path_key(weight: torch.Tensor) -> tuple:
-    return ("decode-linear", tuple(weight.shape), weight.dtype)
+def _path_key(weight: torch.Tensor, from_memory: bool) -> tuple:
+    return ("decode-linear", tuple(weight.shape), weight.dtype, from_memory)
 
 
-def choose_path(weight: torch.Tensor) -> tuple[str, dict[str, float]]:
-    """Measure plain / column-major / split-K matrix-vector products for ``weight``'s shape and
-    dtype on this CPU with the current thread count; return ``(path, medians_ms)``."""
-    cached = cached_choice(_path_key(weight))
+def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, dict[str, float]]:
+    """Measure plain / column-major / split-K / oneDNN-packed matrix-vector products for
+    ``weight``'s shape and dtype on this CPU with the current thread count; return
+    ``(path, medians_ms)``. ``from_memory``: time them on weights streamed from memory (a model
+    larger than the cache); otherwise on one weight in cache (a model that fits in it)."""
+    key = _path_key(weight, from_memory)
+    cached = cached_choice(key)
     if cached is not None:  # measured for another layer of this shape: no copies needed
         return cached
     out_features, in_features = weight.shape
     x = torch.randn(1, in_features, dtype=weight.dtype)
     # Enough copies that one pass over them overflows the cache: each product reads from memory.
-    copies = max(1, math.ceil(stream_bytes() / (weight.numel() * weight.element_size())))
+    weight_bytes = weight.numel() * weight.element_size()
+    copies = max(1, math.ceil(2 * cache_bytes() / weight_bytes)) if from_memory else 1
     rows = [weight.detach().contiguous().clone() for _ in range(copies)]
     cols = [r.t().contiguous().t() for r in rows]
     shards = torch.get_num_threads()
@@ -234,13 +240,19 @@ def choose_path(weight: torch.Tensor) -> tuple[str, dict[str, float]]:
     if all(p is not None for p in packed):
         candidates["onednn-packed"] = lambda: [onednn_linear(x, p, None) for p in packed]
     with torch.no_grad():
-        return pick_fastest(_path_key(weight), candidates, baseline="plain", per_call=copies)
+        return pick_fastest(key, candidates, baseline="plain", per_call=copies)
+
+
+def reads_from_memory(model: nn.Module) -> bool:
+    """True if ``model``'s linear weights together outgrow the last-level cache, so that
+    decoding reads them from memory every token (false for small models like the shipped one)."""
+    weights = {id(m.weight): m.weight for m in model.modules() if type(m) in LINEAR_CLASSES}
+    return sum(w.numel() * w.element_size() for w in weights.values()) > cache_bytes()
 
 
 @lru_cache(maxsize=1)
-def stream_bytes() -> int:
-    """Bytes of weights to cycle through so that none is still cached when read again: twice
-    the last-level cache the OS reports (``DEFAULT_LLC_BYTES`` when it reports none)."""
+def cache_bytes() -> int:
+    """The last-level cache the OS reports (``DEFAULT_LLC_BYTES`` when it reports none)."""
     sizes = []
     for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
         text = f.read_text(encoding="utf-8").strip().upper()
@@ -248,7 +260,7 @@ def stream_bytes() -> int:
         digits = text.rstrip("KMG")
         if digits.isdigit():
             sizes.append(int(digits) * unit)
-    return 2 * (max(sizes) if sizes else DEFAULT_LLC_BYTES)
+    return max(sizes) if sizes else DEFAULT_LLC_BYTES
 
 
 def decode_plan(model: nn.Module) -> list[dict]:
@@ -256,10 +268,11 @@ def decode_plan(model: nn.Module) -> list[dict]:
     thread count): dicts with ``shape``, ``dtype``, ``layers`` (how many), ``path`` and
     ``ms`` (median milliseconds per candidate for one matrix-vector product)."""
     plan: dict[tuple, dict] = {}
+    from_memory = reads_from_memory(model)
     for module in model.modules():
         if type(module) not in LINEAR_CLASSES:
             continue
-        key = (*_path_key(module.weight), torch.get_num_threads())
+        key = (*_path_key(module.weight, from_memory), torch.get_num_threads())
         if key not in _CHOICES:
             continue
         entry = plan.setdefault(key, {"shape": tuple(module.weight.shape), "dtype": str(module.weight.dtype),
@@ -306,6 +319,7 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
     """
     if path != "auto" and path not in PATHS:
         raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
+    from_memory = reads_from_memory(model)
     for module in model.modules():
         if type(module) not in LINEAR_CLASSES or module.weight.device.type != "cpu":
             continue
@@ -316,5 +330,5 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
         elif module.weight.numel() < MIN_SPLIT_ELEMENTS:
             _apply_path(module, "plain")
         else:
-            _apply_path(module, choose_path(module.weight)[0])
+            _apply_path(module, choose_path(module.weight, from_memory)[0])
     return model

@@ -36,7 +36,7 @@ def test_every_path_gives_the_plain_tokens(two_threads, fresh_cache, monkeypatch
     idx = torch.randint(0, 2048, (2, 6), generator=torch.Generator().manual_seed(0))
     plain = generate(tiny().to(dtype), idx, 24, temperature=0)
     monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)  # measure even the tiny model's layers
-    monkeypatch.setattr(fast_linear, "choose_path", lambda w: (path, {}))
+    monkeypatch.setattr(fast_linear, "choose_path", lambda w, from_memory=True: (path, {}))
     model = prepare_for_decode(tiny().to(dtype))
     kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}
     assert kinds == {CLASS[path]}
@@ -100,3 +100,21 @@ def test_packed_layer_repacks_after_an_update_and_trains_with_f_linear(fresh_cac
         torch.testing.assert_close(layer(x), x @ layer.weight.T + layer.bias)
     layer(x).sum().backward()  # gradients flow: the plain F.linear path
     assert layer.weight.grad is not None
+
+
+def test_measured_as_the_model_runs_from_cache_or_from_memory(monkeypatch):
+    """A model that fits in the last-level cache is measured on one weight in cache; a larger
+    one on copies that overflow it (each product then reads its weight from memory)."""
+    small = GPT(GPTConfig.from_preset("nano"))
+    assert not fast_linear.reads_from_memory(small)
+    monkeypatch.setattr(fast_linear, "cache_bytes", lambda: 1024)  # a 1 KiB "cache"
+    assert fast_linear.reads_from_memory(small)
+    w = torch.randn(64, 64)  # 16 KiB: 2 * 1 KiB / 16 KiB -> one copy suffices; 512 KiB "cache" -> 64 copies
+    seen = []
+    monkeypatch.setattr(fast_linear, "pick_fastest", lambda key, cands, baseline, per_call=1: seen.append(
+        (key[-1], per_call)) or ("plain", {}))
+    monkeypatch.setattr(fast_linear, "cache_bytes", lambda: 512 * 1024)
+    fast_linear.choose_path(w, from_memory=True)
+    fast_linear.choose_path(w, from_memory=False)
+    assert seen == [(True, 64), (False, 1)]
+
