@@ -26,7 +26,8 @@ The float peers (llmnotes, prepared, HF, llama.cpp F32) are asserted to produce 
 tokens; quantized and bf16 peers report the share of tokens equal to it instead (rounding
 changes random-weight logits' near ties). ``--kernels`` first times the candidate CPU kernels
 for the model's weight shapes. ``--write`` replaces this benchmark's section of
-``benchmarks/RESULTS.md`` and writes ``benchmarks/decode_cpu.json`` (what pages quote).
+``benchmarks/RESULTS.md`` (what pages quote, through ``llmnotes.recorded``) and writes
+``benchmarks/decode_cpu.json`` (the same results, machine-readable).
 """
 
 from __future__ import annotations
