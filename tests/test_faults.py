@@ -489,10 +489,18 @@ def _wait_for(predicate, timeout: float) -> bool:
     return False
 
 
+def _as_from_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C as a terminal delivers it. A child inherits its parent's
+    SIGINT disposition and signal mask, and a test worker may run with SIGINT ignored or blocked
+    (a library it loaded may have set that); Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_in_train_keeps_the_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "o"
     proc = subprocess.Popen(_train_argv(tmp_path, out, 100000, 1), env=ENV, cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_as_from_a_terminal)
     assert _wait_for(lambda: (out / "checkpoints" / "latest").exists(), 90), proc.stderr
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -505,7 +513,8 @@ def test_ctrl_c_in_train_keeps_the_checkpoint_and_exits_130(tmp_path):
 def test_ctrl_c_in_sample_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "llmnotes", "sample", "--max-new-tokens", "100000",
                              "--stream", "--temperature", "0"],
-                            env=ENV, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=ENV, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_as_from_a_terminal)
     # wait until it prints generated text, then interrupt
     first = proc.stdout.read(1)
     assert first != "", proc.stderr.read()
