@@ -22,6 +22,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from llmnotes.utils import model_device
+
 NORMALISATIONS = ("none", "token", "byte")
 
 
@@ -61,10 +63,6 @@ def load_mc_items(path: str | Path | None = None) -> list[MCItem]:
     return items
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def token_nll(model: torch.nn.Module, ids: Sequence[int], block_size: int | None = None,
               stride: int | None = None) -> torch.Tensor:
@@ -74,7 +72,7 @@ def token_nll(model: torch.nn.Module, ids: Sequence[int], block_size: int | None
     stride = stride or block_size
     if not 0 < stride <= block_size:
         raise ValueError(f"stride must be in [1, block_size={block_size}], got {stride}")
-    ids_t = torch.as_tensor(list(ids), dtype=torch.long, device=_device(model))
+    ids_t = torch.as_tensor(list(ids), dtype=torch.long, device=model_device(model))
     n = ids_t.numel()
     if n < 2:
         raise ValueError(f"need at least 2 tokens to measure next-token loss, got {n}")
@@ -154,7 +152,7 @@ def choice_logprobs(model: torch.nn.Module, tokenizer, context: str, choices: Se
     ctx = ctx[-keep:]
     if not hasattr(model, "make_cache"):
         return _choice_logprobs_uncached(model, ctx, conts)
-    device = _device(model)
+    device = model_device(model)
     cache = model.make_cache(1, len(ctx) + longest - 1)
     first = F.log_softmax(model(torch.tensor([ctx], device=device), cache=cache)[0, -1].float(), dim=-1)
     totals = [first[cont[0]].item() for cont in conts]  # the last context position predicts token 1
@@ -174,7 +172,7 @@ def _choice_logprobs_uncached(model, ctx: list[int], conts: list[list[int]]) -> 
     out = []
     for cont in conts:
         ids = ctx + cont
-        logp = F.log_softmax(model(torch.tensor([ids[:-1]], device=_device(model))).float()[0], dim=-1)
+        logp = F.log_softmax(model(torch.tensor([ids[:-1]], device=model_device(model))).float()[0], dim=-1)
         out.append((sum(logp[p, ids[p + 1]].item() for p in range(len(ctx) - 1, len(ids) - 1)), len(cont)))
     return out
 

@@ -46,9 +46,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import weakref
 from functools import lru_cache
 from pathlib import Path
-import weakref
 from typing import Callable
 
 import torch
@@ -272,11 +272,12 @@ def decode_plan(model: nn.Module) -> list[dict]:
     for module in model.modules():
         if type(module) not in LINEAR_CLASSES:
             continue
-        key = (*_path_key(module.weight, from_memory), torch.get_num_threads())
-        if key not in _CHOICES:
+        key = _path_key(module.weight, from_memory)
+        choice = cached_choice(key)
+        if choice is None:
             continue
         entry = plan.setdefault(key, {"shape": tuple(module.weight.shape), "dtype": str(module.weight.dtype),
-                                      "layers": 0, "path": _CHOICES[key][0], "ms": _CHOICES[key][1]})
+                                      "layers": 0, "path": choice[0], "ms": choice[1]})
         entry["layers"] += 1
     return list(plan.values())
 

@@ -36,6 +36,12 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model`` runs: its ``device`` attribute (a GPT's), else its first parameter's."""
+    device = getattr(model, "device", None)
+    return device if isinstance(device, torch.device) else next(model.parameters()).device
+
+
 def supports_bf16(device: torch.device | str) -> bool:
     """True where bf16 autocast is both supported and fast enough to be worth it."""
     device = torch.device(device)

@@ -241,10 +241,10 @@ class QuantizedLinear(QuantizedLinearBase):
         if self.kernel == "reference" or x.device.type != "cpu" or torch.compiler.is_compiling():
             return None
         tensors = self._tensors()
-        if torch.is_grad_enabled() and (x.requires_grad or tensors[-1] is not None and tensors[-1].requires_grad):
+        bias = tensors[-1]
+        if torch.is_grad_enabled() and (x.requires_grad or bias is not None and bias.requires_grad):
             return None  # the kernels have no backward; QLoRA-style training takes the readable path
-        key = (self.kernel, x.dtype, torch.get_num_threads(),
-               *[(t.data_ptr(), t._version) for t in tensors if t is not None])
+        key = (self.kernel, x.dtype, torch.get_num_threads(), self._stamp(tensors))
         memo = _FAST.get(self)
         if memo is None or memo[0] != key:
             memo = _FAST[self] = (key, self._choose_fast_path(x.dtype))
@@ -257,9 +257,9 @@ class QuantizedLinear(QuantizedLinearBase):
         bias = params["bias"] if "bias" in params else buffers.get("bias", self.__dict__.get("bias"))
         return buffers["qweight"], buffers["scale"], buffers.get("zero"), bias
 
-    def _stamp(self) -> tuple:
+    def _stamp(self, tensors: tuple | None = None) -> tuple:
         """Where the layer's tensors live and how often they were written in place."""
-        return tuple((t.data_ptr(), t._version) for t in self._tensors() if t is not None)
+        return tuple((t.data_ptr(), t._version) for t in (tensors or self._tensors()) if t is not None)
 
     def _choose_fast_path(self, dtype: torch.dtype):
         """The kernel if this CPU runs it faster than the readable path (measured once per shape)."""

@@ -44,6 +44,7 @@ from llmnotes.sampling.processors import (BadWordsProcessor, FrequencyPresencePe
                                           LogitsProcessorList, MinLengthProcessor, MinPWarper,
                                           NoRepeatNGramProcessor, RepetitionPenaltyProcessor, TemperatureWarper,
                                           TopKWarper, TopPWarper, TypicalWarper, top_k_filter)
+from llmnotes.utils import model_device
 
 
 # --------------------------------------------------------------------------- checks
@@ -161,12 +162,6 @@ def truncate_at_stop(text: str, stop: str | Sequence[str] | None) -> str:
 
 
 # --------------------------------------------------------------------------- the decode loop
-def model_device(model) -> torch.device:
-    """Where ``model`` runs: its ``device`` attribute (a GPT's), else its first parameter's."""
-    device = getattr(model, "device", None)
-    return device if isinstance(device, torch.device) else next(model.parameters()).device
-
-
 def _sampling_generator(seed: int | None, generator: torch.Generator | None, device) -> torch.Generator | None:
     """The random generator of the draws: ``generator``, or a fresh one seeded with ``seed``."""
     if seed is None:

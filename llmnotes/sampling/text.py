@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 
 from llmnotes.sampling.config import GenerationConfig
-from llmnotes.sampling.decode import generate, model_device, truncate_at_stop
+from llmnotes.sampling.decode import generate, truncate_at_stop
 from llmnotes.tokenizer import encode_text, eos_id_of
+from llmnotes.utils import model_device
 
 
 def pad_left(seqs: Sequence[Sequence[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,7 @@ import torch
 
 from llmnotes.sampling import stream
 from llmnotes.serve.protocol import SamplingParams
+from llmnotes.utils import model_device
 
 # ---------------------------------------------------------------------------------------------
 # Text that streams cleanly
@@ -202,7 +203,7 @@ class Engine:
         self.model, self.tokenizer, self.eos_id = model, tokenizer, eos_id
         self.block_size = model.config.block_size
         self.vocab_size = model.config.vocab_size
-        self.device = next(model.parameters()).device
+        self.device = model_device(model)
         self.use_prefix_cache = prefix_cache
         self._prefix_lock = threading.Lock()
         self._prefix: tuple[Any, list[int]] | None = None  # (KVCache, the ids it holds)
