@@ -55,9 +55,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmnotes import native
+
 MAX_SPLIT_ROWS = 64  # above this many input rows a matrix-matrix product is compute-bound: use F.linear
 MIN_SPLIT_ELEMENTS = 2**18  # below 1 MiB of float32 a weight sits in cache and threads cost more than they save
-PATHS = ("plain", "column-major", "split-K", "onednn-packed")
+PATHS = ("plain", "column-major", "split-K", "onednn-packed", "native")
 MARGIN = 0.05  # a candidate must beat the baseline by 5%: timing noise must not flip a layer's path
 DEFAULT_LLC_BYTES = 32 * 2**20  # assumed last-level cache when the OS does not say
 
@@ -164,6 +166,27 @@ class PackedLinear(nn.Linear):
 
 
 # ---------------------------------------------------------------------------------------------
+# llmnotes' own matrix-vector kernel
+# ---------------------------------------------------------------------------------------------
+
+
+class NativeLinear(nn.Linear):
+    """An ``nn.Linear`` whose one-row float32 products with no gradient needed run
+    :mod:`llmnotes.native`'s ``gemv_f32`` (each weight row read front to back with AVX-512,
+    rows split across the threads). Weight, parameters and state dict are unchanged; every
+    other input goes to ``F.linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.numel() == self.in_features and x.dtype == torch.float32 and x.device.type == "cpu"
+                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+                and not torch.compiler.is_compiling() and x.is_contiguous() and self.weight.is_contiguous()):
+            kernels = native.kernels()
+            if kernels is not None:
+                return kernels.gemv_f32(x.view(-1), self.weight, self.bias).view(*x.shape[:-1], self.out_features)
+        return F.linear(x, self.weight, self.bias)
+
+
+# ---------------------------------------------------------------------------------------------
 # Choosing by measurement
 # ---------------------------------------------------------------------------------------------
 
@@ -216,7 +239,7 @@ def _path_key(weight: torch.Tensor, from_memory: bool) -> tuple:
 
 
 def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, dict[str, float]]:
-    """Measure plain / column-major / split-K / oneDNN-packed matrix-vector products for
+    """Measure plain / column-major / split-K / oneDNN-packed / native matrix-vector products for
     ``weight``'s shape and dtype on this CPU with the current thread count; return
     ``(path, medians_ms)``. ``from_memory``: time them on weights streamed from memory (a model
     larger than the cache); otherwise on one weight in cache (a model that fits in it)."""
@@ -239,14 +262,21 @@ def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, di
     packed = [onednn_pack(r) for r in rows]
     if all(p is not None for p in packed):
         candidates["onednn-packed"] = lambda: [onednn_linear(x, p, None) for p in packed]
+    kernels = native.kernels() if weight.dtype == torch.float32 else None
+    if kernels is not None:
+        candidates["native"] = lambda: [kernels.gemv_f32(x.view(-1), w, None) for w in rows]
     with torch.no_grad():
         return pick_fastest(key, candidates, baseline="plain", per_call=copies)
 
 
 def reads_from_memory(model: nn.Module) -> bool:
-    """True if ``model``'s linear weights together outgrow the last-level cache, so that
-    decoding reads them from memory every token (false for small models like the shipped one)."""
-    weights = {id(m.weight): m.weight for m in model.modules() if type(m) in LINEAR_CLASSES}
+    """True if ``model``'s linear weights (float or quantized codes) together outgrow the
+    last-level cache, so that decoding reads them from memory every token (false for small
+    models like the shipped one)."""
+    weights = {}
+    for m in model.modules():
+        tensors = [m.weight] if type(m) in LINEAR_CLASSES else [m._buffers.get("qweight"), m._buffers.get("scale")]
+        weights.update({t.data_ptr(): t for t in tensors if t is not None})
     return sum(w.numel() * w.element_size() for w in weights.values()) > cache_bytes()
 
 
@@ -285,10 +315,10 @@ def decode_plan(model: nn.Module) -> list[dict]:
 def _apply_path(module: nn.Linear, path: str) -> None:
     """Give ``module`` the weight layout and class of ``path``."""
     w = module.weight
-    if path in ("plain", "onednn-packed"):
+    if path in ("plain", "onednn-packed", "native"):
         if not w.is_contiguous():
             w.data = w.data.contiguous()
-        module.__class__ = nn.Linear if path == "plain" else PackedLinear
+        module.__class__ = {"plain": nn.Linear, "onednn-packed": PackedLinear, "native": NativeLinear}[path]
         return
     if not column_major(w):
         w.data = w.data.t().contiguous().t()
@@ -296,7 +326,7 @@ def _apply_path(module: nn.Linear, path: str) -> None:
     module.shards = torch.get_num_threads() if path == "split-K" else 1
 
 
-LINEAR_CLASSES = (nn.Linear, SplitKLinear, PackedLinear)
+LINEAR_CLASSES = (nn.Linear, SplitKLinear, PackedLinear, NativeLinear)
 
 
 @torch.no_grad()
@@ -311,17 +341,26 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
     * ``"column-major"``: a :class:`SplitKLinear` with a column-major weight, no split;
     * ``"split-K"``: the same, each matrix-vector product split across the threads;
     * ``"onednn-packed"``: a :class:`PackedLinear` (row-major weight plus a oneDNN-packed copy
-      used for decoding; the copy costs the weight's memory once more).
+      used for decoding; the copy costs the weight's memory once more);
+    * ``"native"``: a :class:`NativeLinear` (row-major weight, llmnotes' own AVX-512 kernel for
+      one-row products; offered only where :func:`llmnotes.native.kernels` builds).
 
     Weights too small to matter (below ``MIN_SPLIT_ELEMENTS``) stay plain without measuring.
+    Quantized layers (anything with a ``choose_decode_kernel(from_memory)`` method, such as
+    ``QuantizedLinear``) choose among their own kernels the same way.
     Passing a path name forces it for every layer. Tied weights stay tied (it is the same
     parameter); training still works, with the same results up to rounding. ``enable=False``
     undoes it. GPU layers are left as they are: GPU kernels read either order at full speed.
     """
     if path != "auto" and path not in PATHS:
         raise ValueError(f"path must be 'auto' or one of {PATHS}, got {path!r}")
+    if path == "native" and native.kernels() is None:
+        raise RuntimeError(f"path='native' needs llmnotes' C++ kernels, which are unavailable here: "
+                           f"{native.unavailable()}; use path='auto'")
     from_memory = reads_from_memory(model)
     for module in model.modules():
+        if enable and hasattr(module, "choose_decode_kernel") and path == "auto":
+            module.choose_decode_kernel(from_memory)  # a quantized layer: it picks among its kernels
         if type(module) not in LINEAR_CLASSES or module.weight.device.type != "cpu":
             continue
         if not enable:

@@ -1,6 +1,6 @@
-"""prepare_for_decode's measured choice of path (plain / column-major / split-K): each path gives
-the plain model's greedy tokens, the choice is cached per shape and thread count, and a candidate
-must beat plain by a margin to be chosen."""
+"""prepare_for_decode's measured choice of path (plain / column-major / split-K / oneDNN-packed /
+native): each path gives the plain model's greedy tokens, the choice is cached per shape and
+thread count, and a candidate must beat plain by a margin to be chosen."""
 
 import time
 
@@ -9,8 +9,9 @@ import torch
 import torch.nn as nn
 
 from llmnotes import GPT, GPTConfig, fast_linear
-from llmnotes.fast_linear import (PATHS, PackedLinear, SplitKLinear, decode_plan, onednn_pack, pick_fastest,
-                                  prepare_for_decode)
+from llmnotes import native
+from llmnotes.fast_linear import (PATHS, NativeLinear, PackedLinear, SplitKLinear, decode_plan, onednn_pack,
+                                  pick_fastest, prepare_for_decode)
 from llmnotes.sampling import generate
 
 
@@ -25,7 +26,8 @@ def tiny():
     return GPT(GPTConfig.from_preset("tiny")).eval()
 
 
-CLASS = {"plain": nn.Linear, "column-major": SplitKLinear, "split-K": SplitKLinear, "onednn-packed": PackedLinear}
+CLASS = {"plain": nn.Linear, "column-major": SplitKLinear, "split-K": SplitKLinear, "onednn-packed": PackedLinear,
+         "native": NativeLinear}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -33,14 +35,18 @@ CLASS = {"plain": nn.Linear, "column-major": SplitKLinear, "split-K": SplitKLine
 def test_every_path_gives_the_plain_tokens(two_threads, fresh_cache, monkeypatch, path, dtype):
     if path == "onednn-packed" and onednn_pack(torch.zeros(4, 4, dtype=dtype)) is None:
         pytest.skip("no oneDNN linear in this PyTorch build")
+    if path == "native" and native.kernels() is None:
+        pytest.skip(f"llmnotes.native unavailable: {native.unavailable()}")
     idx = torch.randint(0, 2048, (2, 6), generator=torch.Generator().manual_seed(0))
     plain = generate(tiny().to(dtype), idx, 24, temperature=0)
+    plain_one = generate(tiny().to(dtype), idx[:1], 24, temperature=0)  # batch 1: the one-row kernels
     monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)  # measure even the tiny model's layers
     monkeypatch.setattr(fast_linear, "choose_path", lambda w, from_memory=True: (path, {}))
     model = prepare_for_decode(tiny().to(dtype))
     kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}
     assert kinds == {CLASS[path]}
     assert torch.equal(generate(model, idx, 24, temperature=0), plain)
+    assert torch.equal(generate(model, idx[:1], 24, temperature=0), plain_one)
 
 
 def test_auto_measures_each_shape_once_and_reports_it(two_threads, fresh_cache, monkeypatch):

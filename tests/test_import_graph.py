@@ -59,6 +59,7 @@ LAYERS: dict[str, int] = {
     "llmnotes.linalg": CORE,
     "llmnotes.load_checks": CORE,
     "llmnotes.model": CORE,
+    "llmnotes.native": CORE,  # llmnotes' own C++ decode kernels, beside qkernels
     "llmnotes.numpy_mlp": CORE,
     "llmnotes.optim": CORE,
     "llmnotes.plotting": CORE,

@@ -23,6 +23,7 @@ exporting); each class reads on its own.
 
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 from typing import Iterable
@@ -36,7 +37,7 @@ from llmnotes.quantize.primitives import (NF4_CODE, _check_bits, absmax_quantize
 
 KERNELS = ("auto", "fast", "reference")
 
-# layer -> (stamp of its tensors, packed kernel callable); weak keys so a dropped layer frees its
+# layer -> {kernel name: (stamp of its tensors, packed kernel callable)}; weak keys so a dropped layer frees its
 # packed copy, and kept outside the module so deepcopy/pickle never see the opaque packed object
 _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _FAST: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> (key, chosen kernel or None)
@@ -231,6 +232,26 @@ class QuantizedLinear(QuantizedLinearBase):
             return "int4"
         return None
 
+    def kernel_names(self, dtype: torch.dtype = torch.float32) -> list[str]:
+        """Every CPU kernel that can run this layer here for ``dtype`` inputs: PyTorch's
+        (:meth:`kernel_name`) and llmnotes' own ``"int8-native"`` / ``"int4-native"``
+        (:mod:`llmnotes.native`: float32 one-row inputs, built on first use)."""
+        names = [name for name in (self.kernel_name(),) if name]
+        if dtype == torch.float32 and self._native_format() is not None:
+            from llmnotes import native
+
+            if native.kernels() is not None:
+                names.append(self._native_format())
+        return names
+
+    def _native_format(self) -> str | None:
+        if self.bits == 8 and self.symmetric and self.group_size == self.in_features:
+            # its sign trick negates weight bytes: -128 has no int8 negation
+            return "int8-native" if int(self.qweight.min()) >= -127 else None
+        if self.bits == 4 and self.symmetric and self.group_size % 32 == 0 and self.in_features % 64 == 0:
+            return "int4-native"
+        return None
+
     def _fast_path(self, x: torch.Tensor):
         """The packed kernel to run ``x`` through, or None for the readable path.
 
@@ -244,11 +265,25 @@ class QuantizedLinear(QuantizedLinearBase):
         bias = tensors[-1]
         if torch.is_grad_enabled() and (x.requires_grad or bias is not None and bias.requires_grad):
             return None  # the kernels have no backward; QLoRA-style training takes the readable path
-        key = (self.kernel, x.dtype, torch.get_num_threads(), self._stamp(tensors))
+        key = self._memo_key(x.dtype, tensors)
         memo = _FAST.get(self)
         if memo is None or memo[0] != key:
             memo = _FAST[self] = (key, self._choose_fast_path(x.dtype))
         return memo[1]
+
+    def _memo_key(self, dtype: torch.dtype, tensors: tuple | None = None) -> tuple:
+        return (self.kernel, dtype, torch.get_num_threads(), self._stamp(tensors))
+
+    def choose_decode_kernel(self, from_memory: bool) -> str:
+        """Choose this layer's kernel for float32 decoding now, measuring the candidates on
+        weights read from memory (``from_memory``, for a model larger than the CPU's cache) or
+        from cache; return the chosen name (``"readable"`` for none).
+        :func:`llmnotes.fast_linear.prepare_for_decode` calls it with the model's answer."""
+        if self.kernel == "reference" or self.qweight.device.type != "cpu":
+            return "readable"
+        fast = self._choose_fast_path(torch.float32, from_memory)
+        _FAST[self] = (self._memo_key(torch.float32), fast)
+        return getattr(fast, "kernel", "readable")
 
     def _tensors(self) -> tuple:
         """(qweight, scale, zero, bias), read from the module's dicts directly: ``self.qweight``
@@ -261,40 +296,61 @@ class QuantizedLinear(QuantizedLinearBase):
         """Where the layer's tensors live and how often they were written in place."""
         return tuple((t.data_ptr(), t._version) for t in (tensors or self._tensors()) if t is not None)
 
-    def _choose_fast_path(self, dtype: torch.dtype):
-        """The kernel if this CPU runs it faster than the readable path (measured once per shape)."""
-        name = self.kernel_name()
-        if name is None or self.qweight.device.type != "cpu":
+    def _choose_fast_path(self, dtype: torch.dtype, from_memory: bool = False):
+        """The fastest kernel for this shape if it beats the readable path on this CPU (or, with
+        ``kernel="fast"``, the fastest kernel), else None. Measured once per shape: on this
+        layer, or with ``from_memory`` on enough copies of it to overflow the cache."""
+        names = self.kernel_names(dtype) if self.qweight.device.type == "cpu" else []
+        if not names:
             return None
-        fast = self._packed(name)
-        if self.kernel == "fast":
-            return fast
-        from llmnotes.fast_linear import pick_fastest
+        from llmnotes.fast_linear import cache_bytes, pick_fastest
 
+        layers = [self]
+        if from_memory:
+            layer_bytes = sum(t.numel() * t.element_size() for t in self._tensors() if t is not None)
+            layers += [copy.deepcopy(self) for _ in range(math.ceil(2 * cache_bytes() / layer_bytes) - 1)]
         x1 = torch.randn(1, self.in_features, dtype=dtype)
-        key = ("qlinear", name, self.out_features, self.in_features, self.group_size, dtype)
+        candidates = {} if self.kernel == "fast" else {"readable": lambda: [q.forward_readable(x1) for q in layers]}
+        for name in names:
+            candidates[name] = lambda name=name: [q._packed(name)(x1) for q in layers]
+        key = ("qlinear", self.out_features, self.in_features, self.bits, self.group_size, dtype, from_memory,
+               tuple(candidates))
         with torch.no_grad():
-            chosen, _ = pick_fastest(key, {"readable": lambda: self.forward_readable(x1), name: lambda: fast(x1)},
-                                     baseline="readable")
-        return fast if chosen == name else None
+            chosen, _ = pick_fastest(key, candidates, baseline=next(iter(candidates)), per_call=len(layers))
+        return None if chosen == "readable" else self._packed(chosen)
 
     def _packed(self, name: str):
-        """A callable running the ``name`` kernel on this layer's weight, packed once and
-        repacked if the codes, scales or bias change (e.g. after ``load_state_dict``)."""
-        from llmnotes import qkernels
+        """A callable running the ``name`` kernel on this layer's weight (its ``kernel``
+        attribute says which), packed once and repacked if the codes, scales or bias change
+        (e.g. after ``load_state_dict``)."""
+        from llmnotes import native, qkernels
 
         stamp = self._stamp()
-        cached = _PACKED.get(self)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
+        cached = _PACKED.setdefault(self, {})
+        if name in cached and cached[name][0] == stamp:
+            return cached[name][1]
+        bias = None if self.bias is None else self.bias.detach().float().contiguous()
         if name == "int8":
-            packed = qkernels.int8_pack(self.qweight, self.scale.float(), self.bias)
-            fn = qkernels.int8_linear_fn(packed)
-        else:
+            fn = qkernels.int8_linear_fn(qkernels.int8_pack(self.qweight, self.scale.float(), self.bias))
+        elif name == "int4":
             zero = self.zero if self.zero is not None else torch.full_like(self.scale, 8, dtype=torch.uint8)
             packed = qkernels.int4_pack(self.codes(), self.scale.float(), zero, self.group_size)
             fn = lambda x: qkernels.int4_linear(x, packed, self.group_size, self.bias)  # noqa: E731
-        _PACKED[self] = (stamp, fn)
+        elif name in ("int8-native", "int4-native"):
+            kernels, other = native.kernels(), self.kernel_name()
+            # prompts and batches (more than one row) take PyTorch's kernel, or the readable path
+            otherwise = self._packed(other) if other else self.forward_readable
+            if name == "int8-native":
+                qweight, scale = self.qweight.contiguous(), self.scale.float().flatten().contiguous()
+                run = lambda v: kernels.gemv_q8(v, qweight, scale, bias)  # noqa: E731
+            else:
+                packed, scale = kernels.pack_q4(self.codes().to(torch.uint8).contiguous()), self.scale.float().contiguous()
+                run = lambda v: kernels.gemv_q4(v, packed, scale, self.group_size, bias)  # noqa: E731
+            fn = native.one_row(run, self.in_features, self.out_features, otherwise)
+        else:
+            raise ValueError(f"unknown kernel {name!r}; this layer has {self.kernel_names()}")
+        fn.kernel = name
+        cached[name] = (stamp, fn)
         return fn
 
 

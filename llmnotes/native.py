@@ -1,0 +1,93 @@
+"""Hand-written CPU kernels for batch-1 decoding, compiled on this machine on first use.
+
+PyTorch's matrix-vector products are general-purpose: on the AMD EPYC (Zen 4) measured, its
+float32 ``F.linear`` streamed a GPT-2 weight from memory at 11 to 16 GB/s, while a loop that
+reads each weight row front to back with AVX-512 reached 19 to 23 GB/s on one core. For
+int8 and 4-bit weights the gap is larger still (see ``llmnotes/qkernels.py``). The kernels
+in ``llmnotes/csrc/decode_kernels.cpp`` are that loop for float32, per-row int8 and grouped
+4-bit weights; its header explains them.
+
+They are optional. :func:`kernels` compiles the file with PyTorch's C++ extension builder
+(``torch.utils.cpp_extension.load``: a C++ compiler and ``ninja`` must be installed) the first
+time it is called, which takes about half a minute; the build is cached under
+``~/.cache/torch_extensions`` (or ``$TORCH_EXTENSIONS_DIR``) and reused. Where the CPU lacks
+AVX-512 with VNNI, or there is no compiler, or ``LLMNOTES_NATIVE=0`` is set, :func:`kernels`
+returns ``None`` and :func:`unavailable` says why; every caller then keeps PyTorch's kernels.
+Even where they build, a layer uses them only if they measure faster for its shape on this
+machine (:func:`llmnotes.fast_linear.pick_fastest`).
+
+Each kernel is checked against PyTorch (``tests/test_native.py``): float32 to rounding, the
+integer ones against the dequantize-then-matmul reference within the error of quantizing the
+activations to int8 in blocks of 32 (about 0.5% of the output's norm).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "decode_kernels.cpp"
+REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
+CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mfma", "-fopenmp"]
+
+_REASON: list[str] = []  # why kernels() returned None, once it has
+
+
+def unavailable() -> str | None:
+    """Why :func:`kernels` is ``None`` on this machine (None if they are available)."""
+    return None if kernels() is not None else _REASON[-1]
+
+
+@functools.lru_cache(maxsize=1)
+def kernels():
+    """The compiled kernel module (``gemv_f32``, ``gemv_q8``, ``pack_q4``, ``gemv_q4``), or
+    ``None`` where they cannot run here (:func:`unavailable` says why). Compiles on first call."""
+    reason = _why_not()
+    if reason is None:
+        try:
+            return _build()
+        except Exception as exc:  # no compiler, no ninja, a build error: fall back to PyTorch
+            reason = f"building {SOURCE.name} failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+    _REASON.append(reason)
+    return None
+
+
+def _why_not() -> str | None:
+    from llmnotes.qkernels import cpu_flags
+
+    if os.environ.get("LLMNOTES_NATIVE", "1") == "0":
+        return "disabled by LLMNOTES_NATIVE=0"
+    missing = [f for f in REQUIRED_FLAGS if f not in cpu_flags()]
+    if missing:
+        return f"this CPU lacks {', '.join(missing)}"
+    if not SOURCE.exists():
+        return f"{SOURCE} is missing from this installation"
+    return None
+
+
+def _build():
+    from torch.utils import cpp_extension
+
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + torch.__version__.encode())
+    name = f"llmnotes_decode_kernels_{digest.hexdigest()[:12]}"  # a new name when the source changes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # compiler-version chatter
+        return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                                  extra_ldflags=["-fopenmp"], verbose=False)
+
+
+def one_row(kernel, in_features: int, out_features: int, otherwise):
+    """``x -> y`` running ``kernel`` (one float32 vector in, one out) on the one-row inputs of
+    decoding, and ``otherwise(x)`` on anything else (prompts, batches, other dtypes)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if x.numel() == in_features and x.dtype == torch.float32 and x.is_contiguous():
+            return kernel(x.view(in_features)).view(*x.shape[:-1], out_features)
+        return otherwise(x)
+
+    return run
