@@ -11,8 +11,11 @@ repeat 2, ...; the median per peer is reported, so load from other jobs hits eve
   measures plain / column-major / split-K per weight shape on this CPU and keeps plain unless
   another path is clearly faster; the table under it says what was chosen and why (timings).
 * ``llmnotes bf16``: the model cast to bfloat16 (weights and activations), then prepared.
-* ``llmnotes int8``: ``quantize_model(model, "int8")``: int8 block layers (FBGEMM kernel, see
-  ``llmnotes/qkernels.py``), float32 output layer (tied to the embedding, so left as it is).
+* ``llmnotes int8``: ``quantize_model(model, "int8")``: int8 block layers, float32 output layer
+  (tied to the embedding, so left as it is). Every quantized peer is then prepared with
+  ``prepare_for_decode``, which picks per weight shape among the readable path, PyTorch's kernel
+  (FBGEMM for int8, ``_weight_int4pack_mm_for_cpu`` for 4-bit; ``llmnotes/qkernels.py``) and
+  llmnotes' own (``llmnotes/native.py``), and the table under it says which and why.
 * ``llmnotes int8+emb``: ``quantize_model(model, "int8", embeddings=True)``: the embedding and
   the tied output layer are int8 as well, like llama.cpp's Q8_0 file.
 * ``llmnotes int4+emb``: 4-bit blocks of 32, symmetric (Q4_0's format), int8 embedding/output.
@@ -48,7 +51,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmnotes import GPT, GPTConfig, fast_linear, qkernels  # noqa: E402
+from llmnotes import GPT, GPTConfig, fast_linear, native, qkernels  # noqa: E402
 from llmnotes.quantize import export_gguf, quantize_model  # noqa: E402
 from llmnotes.sampling import generate  # noqa: E402
 from llmnotes.sampling import early_exit_draft, speculative_generate  # noqa: E402
@@ -108,36 +111,39 @@ def llama_cpp_missing() -> str | None:
 
 
 def kernel_rows(shapes: list[tuple[int, int]], rounds: int = 5) -> list[str]:
-    """Median ms of one batch-1 product per candidate kernel and shape, interleaved."""
+    """Median ms of one batch-1 product per candidate kernel and shape, interleaved (one weight,
+    so from cache where it fits: prepare_for_decode measures from memory for big models)."""
     from llmnotes.quantize import QuantizedLinear
 
-    lines = ["| weight (out x in) | fp32 row-major | fp32 column-major | bf16 | int8 FBGEMM "
-             "| int8 `_weight_int8pack_mm` | int4 (bf16 act.) | fp32 row / int8 FBGEMM |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    kernels = native.kernels()
+    heads = ["fp32 row-major", "fp32 column-major", "fp32 native", "bf16", "int8 FBGEMM", "int8 native",
+             "int8 `_weight_int8pack_mm`", "int4 (bf16 act.)", "int4 native"]
+    lines = ["| weight (out x in) | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for out_f, in_f in shapes:
         w = torch.randn(out_f, in_f) * 0.02
         x = torch.randn(1, in_f)
         col, wb, xb = w.t().contiguous().t(), w.bfloat16(), x.bfloat16()
         q8 = QuantizedLinear.from_linear(torch.nn.Linear(in_f, out_f, bias=False).requires_grad_(False), 8)
-        q8.kernel = "fast"
         s8 = q8.scale.float().flatten()
         q4 = QuantizedLinear.from_linear(torch.nn.Linear(in_f, out_f, bias=False), 4, 32, symmetric=True)
-        q4.kernel = "fast"
-        cands = {"row": lambda: F.linear(x, w), "col": lambda: F.linear(x, col), "bf16": lambda: F.linear(xb, wb),
-                 "int8": lambda: q8(x), "int8pack": lambda: torch.ops.aten._weight_int8pack_mm(x, q8.qweight, s8),
-                 "int4": lambda: q4(x)}
-        times = {k: [] for k in cands}
+        cands = {"row": lambda: F.linear(x, w), "col": lambda: F.linear(x, col),
+                 "f32n": (lambda: kernels.gemv_f32(x.view(-1), w, None)) if kernels else None,
+                 "bf16": lambda: F.linear(xb, wb), "int8": lambda: q8._packed("int8")(x),
+                 "int8n": (lambda: q8._packed("int8-native")(x)) if kernels else None,
+                 "int8pack": lambda: torch.ops.aten._weight_int8pack_mm(x, q8.qweight, s8),
+                 "int4": lambda: q4._packed("int4")(x),
+                 "int4n": (lambda: q4._packed("int4-native")(x)) if kernels and in_f % 64 == 0 else None}
+        times = {k: [] for k, fn in cands.items() if fn is not None}
         with torch.no_grad():
-            for fn in cands.values():
-                fn()
+            for k in times:
+                cands[k]()
             for _ in range(rounds):
-                for k, fn in cands.items():
+                for k in times:
                     t0 = time.perf_counter()
-                    fn()
+                    cands[k]()
                     times[k].append(1e3 * (time.perf_counter() - t0))
         m = {k: statistics.median(v) for k, v in times.items()}
-        lines.append(f"| {out_f} x {in_f} | " + " | ".join(f"{m[k]:.3f}" for k in cands)
-                     + f" | {m['row'] / m['int8']:.1f}x |")
+        lines.append(f"| {out_f} x {in_f} | " + " | ".join(f"{m[k]:.3f}" if k in m else "n/a" for k in cands) + " |")
     return lines
 
 
@@ -167,8 +173,9 @@ def build_peers(model, hf, idx, n, names, ggufs, threads, args):
         elif name in ("llmnotes int8", "llmnotes int8+emb", "llmnotes int4+emb"):
             method = "int4" if "int4" in name else "int8"
             kw = {"group_size": 32, "symmetric": True} if method == "int4" else {}
-            q = quantize_model(copy.deepcopy(model), method, embeddings="+emb" in name, **kw)
-            peers[name] = gen(fast_linear.prepare_for_decode(q))
+            q = fast_linear.prepare_for_decode(quantize_model(copy.deepcopy(model), method, embeddings="+emb" in name, **kw))
+            info.setdefault("plan_quantized", {})[name] = [p for p in fast_linear.decode_plan(q) if p["dtype"].startswith("int")]
+            peers[name] = gen(q)
         elif name == "hf dynamic":
             hf_kw = dict(attention_mask=torch.ones_like(idx), max_new_tokens=n, min_new_tokens=n,
                          do_sample=False, pad_token_id=0)
@@ -267,6 +274,16 @@ def table(result: dict) -> list[str]:
             for p in result[key]:
                 ms = " | ".join(f"{p['ms'][k]:.3f}" if k in p["ms"] else "n/a" for k in fast_linear.PATHS)
                 lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['layers']} | {p['path']} | {ms} |")
+    for name, plan in result.get("plan_quantized", {}).items():
+        names = sorted({k for p in plan for k in p["ms"]}, key=lambda k: (k != "readable", k))
+        lines += ["", f"`{name}` after `prepare_for_decode` ({result['threads']} thread(s)): kernel chosen per "
+                  "quantized weight shape, median ms of one product per candidate (a kernel must beat the "
+                  "readable dequantize-then-matmul path by 5%):", "",
+                  "| weight (out, in) | format | layers | chosen | " + " | ".join(names) + " |",
+                  "|---|---|---:|---|" + "---:|" * len(names)]
+        for p in plan:
+            ms = " | ".join(f"{p['ms'][k]:.3f}" if k in p["ms"] else "n/a" for k in names)
+            lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['dtype']} | {p['layers']} | {p['path']} | {ms} |")
     return lines + [""]
 
 
@@ -318,6 +335,8 @@ def main() -> int:
         args.peers = ["llmnotes"] + args.peers  # the reference every row is compared with
     warnings.filterwarnings("ignore", message=".*quantized tensor creation.*|.*quantize_per_tensor.*")
     notes = [m for m in [llama_cpp_missing()] if m and any(p.startswith("llama.cpp") for p in args.peers)]
+    if native.kernels() is None:
+        notes.append(f"llmnotes' own kernels (llmnotes.native) are unavailable: {native.unavailable()}")
     for m in notes:
         print(m)
     tables, results = [], []

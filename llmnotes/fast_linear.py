@@ -296,18 +296,25 @@ def cache_bytes() -> int:
 def decode_plan(model: nn.Module) -> list[dict]:
     """What :func:`prepare_for_decode` chose for each weight shape of ``model`` (with the current
     thread count): dicts with ``shape``, ``dtype``, ``layers`` (how many), ``path`` and
-    ``ms`` (median milliseconds per candidate for one matrix-vector product)."""
+    ``ms`` (median milliseconds per candidate for one matrix-vector product). Quantized layers
+    appear with ``dtype`` like ``"int8"`` or ``"int4 (groups of 32)"`` and their kernels as paths."""
     plan: dict[tuple, dict] = {}
     from_memory = reads_from_memory(model)
     for module in model.modules():
-        if type(module) not in LINEAR_CLASSES:
+        if hasattr(module, "decode_choice"):
+            choice = module.decode_choice(from_memory)
+            group = getattr(module, "group_size", module.in_features)
+            dtype = f"int{module.bits}" + (f" (groups of {group})" if group != module.in_features else "")
+            key = ("quantized", module.out_features, module.in_features, dtype)
+            shape = (module.out_features, module.in_features)
+        elif type(module) in LINEAR_CLASSES:
+            key = _path_key(module.weight, from_memory)
+            choice, shape, dtype = cached_choice(key), tuple(module.weight.shape), str(module.weight.dtype)
+        else:
             continue
-        key = _path_key(module.weight, from_memory)
-        choice = cached_choice(key)
         if choice is None:
             continue
-        entry = plan.setdefault(key, {"shape": tuple(module.weight.shape), "dtype": str(module.weight.dtype),
-                                      "layers": 0, "path": choice[0], "ms": choice[1]})
+        entry = plan.setdefault(key, {"shape": shape, "dtype": dtype, "layers": 0, "path": choice[0], "ms": choice[1]})
         entry["layers"] += 1
     return list(plan.values())
 

@@ -313,11 +313,22 @@ class QuantizedLinear(QuantizedLinearBase):
         candidates = {} if self.kernel == "fast" else {"readable": lambda: [q.forward_readable(x1) for q in layers]}
         for name in names:
             candidates[name] = lambda name=name: [q._packed(name)(x1) for q in layers]
-        key = ("qlinear", self.out_features, self.in_features, self.bits, self.group_size, dtype, from_memory,
-               tuple(candidates))
+        key = self._choice_key(dtype, from_memory)
         with torch.no_grad():
             chosen, _ = pick_fastest(key, candidates, baseline=next(iter(candidates)), per_call=len(layers))
         return None if chosen == "readable" else self._packed(chosen)
+
+    def _choice_key(self, dtype: torch.dtype, from_memory: bool) -> tuple:
+        names = tuple(self.kernel_names(dtype))
+        return ("qlinear", self.out_features, self.in_features, self.bits, self.group_size, dtype, from_memory,
+                self.kernel == "fast", names)
+
+    def decode_choice(self, from_memory: bool) -> tuple[str, dict[str, float]] | None:
+        """``(chosen kernel, median ms per candidate)`` as :meth:`choose_decode_kernel` measured
+        this layer's shape at the current thread count, or None if it has not."""
+        from llmnotes.fast_linear import cached_choice
+
+        return cached_choice(self._choice_key(torch.float32, from_memory))
 
     def _packed(self, name: str):
         """A callable running the ``name`` kernel on this layer's weight (its ``kernel``
