@@ -52,7 +52,7 @@ def kernels():
         try:
             return _build()
         except Exception as exc:  # no compiler, no ninja, a build error: fall back to PyTorch
-            reason = f"building {SOURCE.name} failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            reason = f"building {SOURCE.name} failed: {type(exc).__name__}: {_first_error(str(exc))}"
     _REASON.append(reason)
     return None
 
@@ -68,6 +68,12 @@ def _why_not() -> str | None:
     if not SOURCE.exists():
         return f"{SOURCE} is missing from this installation"
     return None
+
+
+def _first_error(log: str) -> str:
+    """The compiler's first ``error:`` line from a build log, else the log's start."""
+    errors = [line.strip() for line in log.splitlines() if "error:" in line]
+    return (errors[0] if errors else log.strip())[:300]
 
 
 def _build():

@@ -91,7 +91,7 @@ def test_kernel_repacks_after_the_weights_change():
 def test_set_kernel_validates():
     with pytest.raises(ValueError, match="kernel must be one of"):
         set_kernel(nn.Linear(2, 2), "fastest")
-    assert set(KERNELS) == {"auto", "fast", "reference"}
+    assert set(KERNELS) == {"auto", "fast", "native", "reference"}
 
 
 @needs_int8

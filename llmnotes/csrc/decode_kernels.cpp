@@ -102,28 +102,37 @@ struct QuantizedVector {
   std::vector<int32_t> minus8;     // per chunk, 16 lanes: -8 x (sum of the lane's 4 values of q)
 };
 
-QuantizedVector quantize_vector(const float* x, int64_t K) {
-  QuantizedVector q;
+inline __mmask16 first(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
+
+// Rounds x to int8 per block of 32 (AVX-512; round half to even, as torch.round). Reuses one
+// buffer per thread: decoding calls this once per layer and token, for a vector of a few KiB.
+// with_sums: also fill value and minus8, which only the 4-bit kernel reads.
+const QuantizedVector& quantize_vector(const float* x, int64_t K, bool with_sums) {
+  static thread_local QuantizedVector q;
   q.chunks = (K + kChunk - 1) / kChunk;
   q.magnitude.assign(q.chunks * kChunk, 0);
   q.negative.assign(q.chunks, 0);
   q.scale.assign(q.chunks * 16, 0.f);
   q.value.assign(q.chunks * kChunk, 0);
-  q.minus8.assign(q.chunks * 16, 0);
-  for (int64_t b = 0; b * kBlock < K; ++b) {
-    const int64_t start = b * kBlock, stop = std::min(K, start + kBlock);
-    float amax = 0.f;
-    for (int64_t k = start; k < stop; ++k) amax = std::max(amax, std::fabs(x[k]));
-    const float s = amax / 127.f, inv = amax > 0.f ? 127.f / amax : 0.f;
-    for (int64_t k = start; k < stop; ++k) {
-      const int v = (int)std::nearbyint(x[k] * inv);
-      q.magnitude[k] = (uint8_t)std::abs(v);
-      q.value[k] = (int8_t)v;
-      q.minus8[k / 4] -= 8 * v;
-      if (v < 0) q.negative[k / kChunk] |= 1ull << (k % kChunk);
-    }
-    const int64_t lane0 = (b / 2) * 16 + (b % 2) * 8;
-    for (int i = 0; i < 8; ++i) q.scale[lane0 + i] = s;
+  for (int64_t start = 0; start < K; start += kBlock) {
+    const __m512 v0 = _mm512_maskz_loadu_ps(first(K - start), x + start);
+    const __m512 v1 = _mm512_maskz_loadu_ps(first(K - start - 16), x + start + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const __m512 inv = _mm512_set1_ps(amax > 0.f ? 127.f / amax : 0.f);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+    _mm_storeu_si128((__m128i*)(q.magnitude.data() + start), _mm512_cvtepi32_epi8(_mm512_abs_epi32(q0)));
+    _mm_storeu_si128((__m128i*)(q.magnitude.data() + start + 16), _mm512_cvtepi32_epi8(_mm512_abs_epi32(q1)));
+    _mm_storeu_si128((__m128i*)(q.value.data() + start), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128((__m128i*)(q.value.data() + start + 16), _mm512_cvtepi32_epi8(q1));
+    const __m512i zero = _mm512_setzero_si512();
+    const uint64_t signs = (uint64_t)_mm512_cmplt_epi32_mask(q0, zero) | ((uint64_t)_mm512_cmplt_epi32_mask(q1, zero) << 16);
+    q.negative[start / kChunk] |= signs << (start % kChunk);
+    const int64_t lane0 = (start / kChunk) * 16 + ((start / kBlock) % 2) * 8;
+    for (int i = 0; i < 8; ++i) q.scale[lane0 + i] = amax / 127.f;
+  }
+  if (with_sums) {
+    q.minus8.assign(q.chunks * 16, 0);
+    for (int64_t k = 0; k < K; ++k) q.minus8[k / 4] -= 8 * q.value[k];
   }
   return q;
 }
@@ -153,7 +162,7 @@ torch::Tensor gemv_q8(const torch::Tensor& x, const torch::Tensor& qweight, cons
   TORCH_CHECK(row_scale.scalar_type() == torch::kFloat32 && row_scale.is_contiguous() && row_scale.numel() == N,
               "row_scale must be a contiguous float32 tensor of ", N, " values");
   check_vector(x, K);
-  const QuantizedVector q = quantize_vector(x.data_ptr<float>(), K);
+  const QuantizedVector& q = quantize_vector(x.data_ptr<float>(), K, false);
   auto y = torch::empty({N}, x.options());
   const int8_t* W = qweight.data_ptr<int8_t>();
   const float *S = row_scale.data_ptr<float>(), *B = bias_ptr(bias, N);
@@ -228,7 +237,7 @@ torch::Tensor gemv_q4(const torch::Tensor& x, const torch::Tensor& packed, const
   TORCH_CHECK(group_scale.scalar_type() == torch::kFloat32 && group_scale.is_contiguous() && group_scale.numel() == N * G,
               "group_scale must be a contiguous float32 (out, in / group_size) tensor");
   check_vector(x, K);
-  const QuantizedVector q = quantize_vector(x.data_ptr<float>(), K);
+  const QuantizedVector& q = quantize_vector(x.data_ptr<float>(), K, true);
   auto y = torch::empty({N}, x.options());
   const uint8_t* P = packed.data_ptr<uint8_t>();
   const float *S = group_scale.data_ptr<float>(), *B = bias_ptr(bias, N);

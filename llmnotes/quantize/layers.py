@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from llmnotes.quantize.primitives import (NF4_CODE, _check_bits, absmax_quantize, dequantize, fp16_scale,
                                           nf4_quantize, pack_int4, unpack_int4, zeropoint_quantize)
 
-KERNELS = ("auto", "fast", "reference")
+KERNELS = ("auto", "fast", "native", "reference")
 
 # layer -> {kernel name: (stamp of its tensors, packed kernel callable)}; weak keys so a dropped layer frees its
 # packed copy, and kept outside the module so deepcopy/pickle never see the opaque packed object
@@ -94,7 +94,8 @@ class QuantizedLinear(QuantizedLinearBase):
     weight and runs an ordinary matmul: correct, but it rebuilds a float weight on every call.
     On a CPU, per-row int8 and grouped 4-bit layers instead run PyTorch's integer kernels
     (``llmnotes.qkernels``) when no gradient is needed and the kernel measures faster for the
-    layer's shape; ``kernel`` / ``set_kernel`` choose (``"auto"``, ``"fast"``, ``"reference"``).
+    layer's shape; ``kernel`` / ``set_kernel`` choose (``"auto"``, ``"fast"``, ``"native"``,
+    ``"reference"``).
     NF4 and LLM.int8() have no such CPU kernel in PyTorch and always take the readable path.
 
     Build one with ``QuantizedLinear.from_linear(linear, bits, group_size, symmetric)`` or, for
@@ -202,9 +203,11 @@ class QuantizedLinear(QuantizedLinearBase):
                 w[row, cols] = (codes[row, cols] - offset).float() * float(self.scale[row, g])
         return w
 
-    # "auto": the CPU kernel of llmnotes.qkernels where this format has one and it measures
-    # faster than the readable path for this shape; "fast": that kernel whenever it exists;
-    # "reference": always the readable path. Set per layer, or with set_kernel(model, ...).
+    # "auto": the fastest CPU kernel (PyTorch's, llmnotes.qkernels, or llmnotes' own,
+    # llmnotes.native) where this format has one and it measures faster than the readable path
+    # for this shape; "fast": the fastest kernel whenever one exists; "native": llmnotes' own
+    # kernel wherever it applies (one-row float32 inputs), else as "fast"; "reference": always
+    # the readable path. Set per layer, or with set_kernel(model, ...).
     kernel: str = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -297,12 +300,15 @@ class QuantizedLinear(QuantizedLinearBase):
         return tuple((t.data_ptr(), t._version) for t in (tensors or self._tensors()) if t is not None)
 
     def _choose_fast_path(self, dtype: torch.dtype, from_memory: bool = False):
-        """The fastest kernel for this shape if it beats the readable path on this CPU (or, with
-        ``kernel="fast"``, the fastest kernel), else None. Measured once per shape: on this
-        layer, or with ``from_memory`` on enough copies of it to overflow the cache."""
+        """The fastest kernel for this shape if it beats the readable path on this CPU (with
+        ``kernel="fast"``, the fastest kernel; with ``"native"``, llmnotes' own where it
+        applies), else None. Measured once per shape: on this layer, or with ``from_memory`` on
+        enough copies of it to overflow the cache."""
         names = self.kernel_names(dtype) if self.qweight.device.type == "cpu" else []
         if not names:
             return None
+        if self.kernel == "native" and names[-1].endswith("-native"):
+            return self._packed(names[-1])
         from llmnotes.fast_linear import cache_bytes, pick_fastest
 
         layers = [self]
@@ -310,7 +316,7 @@ class QuantizedLinear(QuantizedLinearBase):
             layer_bytes = sum(t.numel() * t.element_size() for t in self._tensors() if t is not None)
             layers += [copy.deepcopy(self) for _ in range(math.ceil(2 * cache_bytes() / layer_bytes) - 1)]
         x1 = torch.randn(1, self.in_features, dtype=dtype)
-        candidates = {} if self.kernel == "fast" else {"readable": lambda: [q.forward_readable(x1) for q in layers]}
+        candidates = {} if self.kernel != "auto" else {"readable": lambda: [q.forward_readable(x1) for q in layers]}
         for name in names:
             candidates[name] = lambda name=name: [q._packed(name)(x1) for q in layers]
         key = self._choice_key(dtype, from_memory)
@@ -321,7 +327,7 @@ class QuantizedLinear(QuantizedLinearBase):
     def _choice_key(self, dtype: torch.dtype, from_memory: bool) -> tuple:
         names = tuple(self.kernel_names(dtype))
         return ("qlinear", self.out_features, self.in_features, self.bits, self.group_size, dtype, from_memory,
-                self.kernel == "fast", names)
+                self.kernel != "auto", names)
 
     def decode_choice(self, from_memory: bool) -> tuple[str, dict[str, float]] | None:
         """``(chosen kernel, median ms per candidate)`` as :meth:`choose_decode_kernel` measured

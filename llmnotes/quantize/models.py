@@ -171,9 +171,11 @@ def quantize_embeddings(model: nn.Module) -> nn.Module:
 
 
 def set_kernel(model: nn.Module, kernel: str) -> nn.Module:
-    """Set how every ``QuantizedLinear`` in ``model`` computes: ``"auto"`` (default: a CPU
-    kernel where one exists and measures faster), ``"fast"`` (the kernel wherever one exists) or
-    ``"reference"`` (always dequantize-then-matmul). In place; returns ``model``."""
+    """Set how every ``QuantizedLinear`` in ``model`` computes: ``"auto"`` (default: the
+    fastest CPU kernel where one exists and measures faster than dequantizing), ``"fast"`` (the
+    fastest kernel wherever one exists), ``"native"`` (llmnotes' own kernel, ``llmnotes.native``,
+    for one-row float32 inputs wherever it builds; otherwise as ``"fast"``) or ``"reference"``
+    (always dequantize-then-matmul). In place; returns ``model``."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     for m in model.modules():
