@@ -55,7 +55,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmnotes import native
+from llmnotes import fused, native
 
 MAX_SPLIT_ROWS = 64  # above this many input rows a matrix-matrix product is compute-bound: use F.linear
 MIN_SPLIT_ELEMENTS = 2**18  # below 1 MiB of float32 a weight sits in cache and threads cost more than they save
@@ -334,6 +334,7 @@ def _apply_path(module: nn.Linear, path: str) -> None:
 
 
 LINEAR_CLASSES = (nn.Linear, SplitKLinear, PackedLinear, NativeLinear)
+fused.FLOAT_LINEARS = LINEAR_CLASSES  # the fused decode step may read these layers' weights
 
 
 @torch.no_grad()
@@ -353,6 +354,9 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
       one-row products; offered only where :func:`llmnotes.native.kernels` builds).
 
     Weights too small to matter (below ``MIN_SPLIT_ELEMENTS``) stay plain without measuring.
+    Then, for a GPT-2-style model, :func:`llmnotes.fused.fuse_for_decode` tries running each
+    decode step as one C++ call and keeps it if it measures faster (``path="native"`` keeps it
+    unmeasured); :func:`llmnotes.fused.status` says what it decided.
     Quantized layers (anything with a ``choose_decode_kernel(from_memory)`` method, such as
     ``QuantizedLinear``) choose among their own kernels the same way.
     Passing a path name forces it for every layer. Tied weights stay tied (it is the same
@@ -378,4 +382,8 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
             _apply_path(module, "plain")
         else:
             _apply_path(module, choose_path(module.weight, from_memory)[0])
+    if not enable:
+        fused.fuse_for_decode(model, enable=False)
+    elif path in ("auto", "native"):
+        fused.fuse_for_decode(model, measure=path == "auto")  # one C++ call per token, if it pays
     return model

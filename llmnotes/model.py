@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmnotes import fused
 from llmnotes.config import PRESETS, GPTConfig
 from llmnotes.layers import MoE, RMSNorm, SwiGLU, apply_rope, rope_cos_sin, rope_frequencies
 
@@ -348,8 +349,9 @@ class GPT(nn.Module):
 
     def prepare_for_decode(self, enable: bool = True) -> "GPT":
         """Make CPU decoding faster, in place: each linear layer gets the layout measured fastest
-        for its shape on this machine -- plain, column-major, split across threads, or a
-        oneDNN-packed copy -- and stays plain where nothing beats it
+        for its shape on this machine -- plain, column-major, split across threads, a
+        oneDNN-packed copy or llmnotes' own kernel -- and stays plain where nothing beats it;
+        then the decode step runs as one C++ call where that measures faster
         (:func:`llmnotes.fast_linear.prepare_for_decode` explains the paths).
 
         Same parameters, values, shapes and state dict; outputs equal to float rounding.
@@ -384,6 +386,17 @@ class GPT(nn.Module):
                       output_attentions: bool = False):
         """Final-LayerNorm hidden states (B, T, n_embd); with ``output_attentions`` also a
         list of per-layer attention weights (B, nh, T, S)."""
+        if (cache is not None and idx.shape == (1, 1) and fused.is_fused(self) and not output_attentions
+                and attention_mask is None and position_ids is None and not cache.fixed_shape
+                and not self.training and not torch.is_grad_enabled()):
+            # the plain decode step of a model prepared with a fused step (llmnotes/fused.py)
+            self._check_input(idx, cache.seq_len, cache.max_len)
+            past = cache.seq_len
+            x = self.transformer.wte(idx) + self.transformer.wpe(torch.tensor([[past]], device=idx.device))
+            h = fused.step(self, x, cache)
+            if h is not None:
+                cache.seq_len = past + 1
+                return h
         fixed = cache is not None and cache.fixed_shape
         past = None if fixed else (cache.seq_len if cache is not None else 0)
         # A compiled decode step skips the checks: reading the cache position back as a Python

@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
     "llmnotes.dedup": CORE,
     "llmnotes.evaluate": CORE,
     "llmnotes.fast_linear": CORE,  # the decode-time linear kernels the model itself prepares
+    "llmnotes.fused": CORE,  # the one-call decode step GPT.forward takes when prepared
     "llmnotes.landscape": CORE,
     "llmnotes.layers": CORE,
     "llmnotes.linalg": CORE,

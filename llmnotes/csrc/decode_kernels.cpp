@@ -263,9 +263,107 @@ torch::Tensor gemv_q4(const torch::Tensor& x, const torch::Tensor& packed, const
   return y;
 }
 
+// ------------------------------------------------------------------------------------------
+// A whole GPT-2 decode step: every block for one new token, without Python in between
+// ------------------------------------------------------------------------------------------
+
+// Decoding one token through a GPT-2 block from Python costs about as much interpreter work
+// (module calls, views, checks: some tens of microseconds per block) as the int8 products
+// themselves. DecodePlan runs the same operations from C++: the ATen operators the Python
+// forward calls (layer_norm, scaled_dot_product_attention, gelu, add) and the kernels above
+// for the linear layers, in the same order, so its results equal the Python path's bit for bit
+// when that path uses these kernels (llmnotes/fused.py builds it and checks that it pays).
+
+struct PlanLinear {
+  int kind;  // 0 float32, 1 int8 per row, 2 4-bit groups
+  torch::Tensor w, scale;
+  c10::optional<torch::Tensor> bias;
+  int64_t group;
+
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    if (kind == 0) return gemv_f32(x, w, bias);
+    if (kind == 1) return gemv_q8(x, w, scale, bias);
+    return gemv_q4(x, w, scale, group, bias);
+  }
+};
+
+struct PlanLayer {
+  torch::Tensor ln1_w, ln2_w;
+  c10::optional<torch::Tensor> ln1_b, ln2_b;
+  PlanLinear attn, proj, fc, out;
+};
+
+class DecodePlan {
+ public:
+  DecodePlan(int64_t n_head, int64_t head_dim, double eps, torch::Tensor lnf_w, c10::optional<torch::Tensor> lnf_b)
+      : n_head_(n_head), head_dim_(head_dim), eps_(eps), lnf_w_(lnf_w), lnf_b_(lnf_b) {}
+
+  static PlanLinear linear(const std::string& kind, torch::Tensor w, c10::optional<torch::Tensor> scale,
+                           c10::optional<torch::Tensor> bias, int64_t group) {
+    const int code = kind == "f32" ? 0 : kind == "q8" ? 1 : kind == "q4" ? 2 : -1;
+    TORCH_CHECK(code >= 0, "linear kind must be 'f32', 'q8' or 'q4', got '", kind, "'");
+    TORCH_CHECK(code == 0 || scale.has_value(), "a quantized linear needs its scales");
+    return PlanLinear{code, w, scale.has_value() ? *scale : torch::Tensor(), bias, group};
+  }
+
+  void add_layer(torch::Tensor ln1_w, c10::optional<torch::Tensor> ln1_b, torch::Tensor ln2_w,
+                 c10::optional<torch::Tensor> ln2_b, py::tuple attn, py::tuple proj, py::tuple fc, py::tuple out) {
+    auto unpack = [](const py::tuple& t) {
+      TORCH_CHECK(t.size() == 5, "a linear is (kind, weight, scale, bias, group)");
+      return linear(t[0].cast<std::string>(), t[1].cast<torch::Tensor>(), t[2].cast<c10::optional<torch::Tensor>>(),
+                    t[3].cast<c10::optional<torch::Tensor>>(), t[4].cast<int64_t>());
+    };
+    layers_.push_back(PlanLayer{ln1_w, ln2_w, ln1_b, ln2_b, unpack(attn), unpack(proj), unpack(fc), unpack(out)});
+  }
+
+  // x: (1, 1, C) the new token's embedding; past: positions already cached; k_cache/v_cache: the
+  // KVCache's per-layer (1, n_head, max_len, head_dim) tensors, written at position past.
+  // Returns the final-LayerNorm hidden state (1, 1, C).
+  torch::Tensor step(torch::Tensor x, int64_t past, const std::vector<torch::Tensor>& k_cache,
+                     const std::vector<torch::Tensor>& v_cache) const {
+    const int64_t C = x.size(-1), H = n_head_, D = head_dim_;
+    TORCH_CHECK(k_cache.size() == layers_.size() && v_cache.size() == layers_.size(), "one cache tensor per layer");
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const PlanLayer& L = layers_[l];
+      const torch::Tensor h = at::layer_norm(x, {C}, L.ln1_w, L.ln1_b, eps_);
+      const torch::Tensor qkv = L.attn(h.view({-1})).view({1, 1, 3 * H * D});
+      const auto parts = qkv.split(H * D, 2);
+      const torch::Tensor q = parts[0].view({1, 1, H, D}).transpose(1, 2);
+      const torch::Tensor k = parts[1].view({1, 1, H, D}).transpose(1, 2);
+      const torch::Tensor v = parts[2].view({1, 1, H, D}).transpose(1, 2);
+      k_cache[l].slice(2, past, past + 1).copy_(k);
+      v_cache[l].slice(2, past, past + 1).copy_(v);
+      const torch::Tensor y = at::scaled_dot_product_attention(q, k_cache[l].slice(2, 0, past + 1),
+                                                               v_cache[l].slice(2, 0, past + 1));
+      const torch::Tensor a = L.proj(y.transpose(1, 2).contiguous().view({-1})).view({1, 1, C});
+      x = x + a;
+      const torch::Tensor h2 = at::layer_norm(x, {C}, L.ln2_w, L.ln2_b, eps_);
+      const torch::Tensor f = at::gelu(L.fc(h2.view({-1})), "tanh");
+      x = x + L.out(f).view({1, 1, C});
+    }
+    return at::layer_norm(x, {C}, lnf_w_, lnf_b_, eps_);
+  }
+
+ private:
+  int64_t n_head_, head_dim_;
+  double eps_;
+  torch::Tensor lnf_w_;
+  c10::optional<torch::Tensor> lnf_b_;
+  std::vector<PlanLayer> layers_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  py::class_<DecodePlan>(m, "DecodePlan")
+      .def(py::init<int64_t, int64_t, double, torch::Tensor, c10::optional<torch::Tensor>>(), py::arg("n_head"),
+           py::arg("head_dim"), py::arg("eps"), py::arg("lnf_weight"), py::arg("lnf_bias"))
+      .def("add_layer", &DecodePlan::add_layer, "one block: its two LayerNorms and four linears",
+           py::arg("ln1_weight"), py::arg("ln1_bias"), py::arg("ln2_weight"), py::arg("ln2_bias"),
+           py::arg("attn"), py::arg("proj"), py::arg("fc"), py::arg("out"))
+      .def("step", &DecodePlan::step, "every block for one new token; returns the final-LayerNorm state",
+           py::arg("x"), py::arg("past"), py::arg("k_cache"), py::arg("v_cache"),
+           py::call_guard<py::gil_scoped_release>());
   m.def("gemv_f32", &gemv_f32, "y = w @ x + bias for one float32 row x", py::arg("x"), py::arg("w"), py::arg("bias"));
   m.def("gemv_q8", &gemv_q8, "y = (qweight @ x) * row_scale + bias, x quantized to int8 blocks of 32",
         py::arg("x"), py::arg("qweight"), py::arg("row_scale"), py::arg("bias"));

@@ -1,0 +1,203 @@
+"""One C++ call per decoded token for GPT-2-style models on a CPU (optional, measured).
+
+A decode step of GPT-2 small with int8 weights spends about as long in the Python interpreter
+(module calls, views, checks between the operators: tens of microseconds per block) as in its
+matrix-vector products. :func:`fuse_for_decode` hands the whole stack of blocks to
+``DecodePlan`` in ``llmnotes/csrc/decode_kernels.cpp``, which runs, for one new token, the
+same operators the Python forward pass runs (ATen's ``layer_norm``,
+``scaled_dot_product_attention`` and ``gelu``, and :mod:`llmnotes.native`'s kernels for the
+linear layers) in the same order, writing keys and values into the model's own ``KVCache``.
+With the same kernels underneath, its hidden states equal the Python path's bit for bit
+(``tests/test_fused.py``).
+
+It applies only where every piece is one it knows: learned positions, LayerNorm, the GELU MLP,
+as many key/value heads as query heads, no QK-norm, and every linear layer either a float32
+``nn.Linear`` with a row-major weight or a ``QuantizedLinear`` in a format the native kernels
+read. :func:`fusable` says why not otherwise. ``GPT.forward`` takes the fused step for the
+plain decode case (one sequence, one new token, a growing cache, no attention mask, no
+gradient, eval mode) and the Python path for everything else. A plan notices when the tensors
+it reads are written in place or moved (``load_state_dict``, an optimizer step, ``.to()``) and
+steps aside; after replacing whole layers, call ``prepare_for_decode`` again.
+
+:func:`llmnotes.fast_linear.prepare_for_decode` calls :func:`fuse_for_decode` with
+``measure=True``: it keeps the fused step only if a few decode steps measure faster than the
+Python path on this machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import weakref
+
+import torch
+import torch.nn as nn
+
+from llmnotes import native
+
+MARGIN = 0.05  # the fused step must be 5% faster than the Python path to be kept
+# Layer classes whose forward is F.linear on their float weight; llmnotes.fast_linear adds its
+# decode-time subclasses (which compute the same thing faster) when it is imported.
+FLOAT_LINEARS: tuple[type, ...] = (nn.Linear,)
+
+# model -> (its tensors, their stamp, DecodePlan); weak keys so a dropped model frees its plan
+_PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_STATUS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> last fuse_for_decode message
+
+
+def fusable(model: nn.Module) -> str | None:
+    """None if :func:`fuse_for_decode` can take ``model``, else the reason it cannot."""
+    if native.kernels() is None:
+        return f"llmnotes.native is unavailable: {native.unavailable()}"
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(model, "transformer"):
+        return "not an llmnotes GPT"
+    checks = {"learned position embeddings": config.pos_emb == "learned",
+              "LayerNorm": config.norm != "rmsnorm",
+              "the GELU MLP": config.mlp not in ("swiglu", "moe"),
+              "as many key/value heads as query heads": config.n_kv_head == config.n_head,
+              "no QK-norm": not config.qk_norm,
+              "no sliding window": config.sliding_window is None}
+    missing = [name for name, ok in checks.items() if not ok]
+    if missing:
+        return "needs " + ", ".join(missing)
+    for name, module in _linears(model):
+        if _describe(module) is None:
+            return f"{name} ({type(module).__name__}) is not a layer the native kernels run"
+    for name, module in _norms(model):
+        if type(module) is not nn.LayerNorm or module.weight is None or module.weight.dtype != torch.float32:
+            return f"{name} is not a float32 nn.LayerNorm"
+    return None
+
+
+def fuse_for_decode(model: nn.Module, enable: bool = True, measure: bool = True) -> str:
+    """Give ``model`` the fused decode step; return what happened, in words.
+
+    ``measure=True`` keeps it only if it decodes faster than the Python path here (a few steps
+    each, interleaved). ``enable=False`` removes it.
+    """
+    _PLANS.pop(model, None)
+    message = _fuse(model, enable, measure)
+    _STATUS[model] = message
+    return message
+
+
+def status(model: nn.Module) -> str:
+    """What the last :func:`fuse_for_decode` on ``model`` did, in words."""
+    return _STATUS.get(model, "fused decode step never considered (see fuse_for_decode)")
+
+
+def _fuse(model: nn.Module, enable: bool, measure: bool) -> str:
+    if not enable:
+        return "fused decode step off"
+    reason = fusable(model)
+    if reason is not None:
+        return f"fused decode step not used: {reason}"
+    tensors = _tensors(model)
+    _PLANS[model] = (tensors, _stamp(tensors), _build(model))
+    if not measure:
+        return "fused decode step on"
+    fused_ms, python_ms = _time_steps(model)
+    verdict = f"{fused_ms:.2f} ms per token vs {python_ms:.2f} ms in Python"
+    if fused_ms < (1 - MARGIN) * python_ms:
+        return f"fused decode step on: {verdict}"
+    _PLANS.pop(model, None)
+    return f"fused decode step not used: {verdict}"
+
+
+def is_fused(model: nn.Module) -> bool:
+    """True if ``model`` decodes through a fused step (see :func:`fuse_for_decode`)."""
+    return model in _PLANS
+
+
+def step(model: nn.Module, x: torch.Tensor, cache) -> torch.Tensor | None:
+    """The final hidden state for embedding ``x`` (1, 1, C) of one new token, through the
+    fused step, or None where the model has none (or its tensors changed since it was built:
+    then the plan is dropped and the Python path runs)."""
+    entry = _PLANS.get(model)
+    if entry is None:
+        return None
+    tensors, stamp, plan = entry
+    if _stamp(tensors) != stamp:  # weights written in place or moved (.data, .to()): stale
+        _PLANS.pop(model, None)
+        return None
+    return plan.step(x.contiguous(), cache.seq_len, cache.k, cache.v)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _linears(model):
+    for i, block in enumerate(model.transformer.h):
+        for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            yield f"transformer.h.{i}.{name}", block.get_submodule(name)
+
+
+def _norms(model):
+    for i, block in enumerate(model.transformer.h):
+        yield f"transformer.h.{i}.ln_1", block.ln_1
+        yield f"transformer.h.{i}.ln_2", block.ln_2
+    yield "transformer.ln_f", model.transformer.ln_f
+
+
+def _describe(module: nn.Module) -> tuple | None:
+    """``(kind, weight, scale, bias, group)`` for DecodePlan, or None if no kernel reads it."""
+    bias = getattr(module, "bias", None)
+    bias = None if bias is None else bias.detach()
+    if type(module) in FLOAT_LINEARS:
+        w = module.weight
+        if w.dtype != torch.float32 or not w.is_contiguous() or w.device.type != "cpu":
+            return None
+        return ("f32", w.detach(), None, bias, 0)
+    fmt = module._native_format() if hasattr(module, "_native_format") else None
+    if fmt is None or module.qweight.device.type != "cpu":
+        return None
+    bias = None if bias is None else bias.float().contiguous()
+    if fmt == "int8-native":
+        return ("q8", module.qweight.contiguous(), module.scale.float().flatten().contiguous(), bias, 0)
+    packed = native.kernels().pack_q4(module.codes().to(torch.uint8).contiguous())
+    return ("q4", packed, module.scale.float().contiguous(), bias, module.group_size)
+
+
+def _build(model):
+    c = model.config
+    ln_f = model.transformer.ln_f
+    plan = native.kernels().DecodePlan(c.n_head, c.head_dim, float(ln_f.eps), ln_f.weight.detach(),
+                                        None if ln_f.bias is None else ln_f.bias.detach())
+    for block in model.transformer.h:
+        plan.add_layer(block.ln_1.weight.detach(), None if block.ln_1.bias is None else block.ln_1.bias.detach(),
+                       block.ln_2.weight.detach(), None if block.ln_2.bias is None else block.ln_2.bias.detach(),
+                       _describe(block.attn.c_attn), _describe(block.attn.c_proj),
+                       _describe(block.mlp.c_fc), _describe(block.mlp.c_proj))
+    return plan
+
+
+def _tensors(model) -> list:
+    """Every tensor the plan reads (the blocks' and ln_f's parameters and buffers)."""
+    modules = [*model.transformer.h, model.transformer.ln_f]
+    return [t for m in modules for t in (*m.parameters(), *m.buffers())]
+
+
+def _stamp(tensors: list) -> tuple:
+    """Where each tensor's data lives and how often it was written in place (reads no data)."""
+    return tuple((t.data_ptr(), t._version) for t in tensors)
+
+
+@torch.inference_mode()
+def _time_steps(model, steps: int = 4, rounds: int = 3) -> tuple[float, float]:
+    """Median ms per decode step, fused and Python, on a scratch cache (interleaved rounds)."""
+    entry = _PLANS[model]
+    times: dict[bool, list[float]] = {True: [], False: []}
+    token = torch.zeros(1, 1, dtype=torch.long, device=model.transformer.wte.weight.device)
+    for r in range(rounds + 1):  # round 0 warms up
+        for fused in (True, False):
+            if not fused:
+                _PLANS.pop(model, None)
+            cache = model.make_cache(1, steps + 1)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                model(token, cache=cache)
+            if r:
+                times[fused].append((time.perf_counter() - t0) / steps * 1e3)
+            _PLANS[model] = entry
+    return statistics.median(times[True]), statistics.median(times[False])
