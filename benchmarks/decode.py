@@ -8,8 +8,10 @@ repeat 2, ...; the median per peer is reported, so load from other jobs hits eve
 
 * ``llmnotes``: ``llmnotes.sampling.generate(temperature=0)`` on the model as constructed.
 * ``llmnotes prepare_for_decode``: the same after ``fast_linear.prepare_for_decode``, which
-  measures plain / column-major / split-K per weight shape on this CPU and keeps plain unless
-  another path is clearly faster; the table under it says what was chosen and why (timings).
+  measures plain / column-major / split-K / oneDNN-packed / llmnotes' own kernel per weight
+  shape on this CPU and keeps plain unless another path is clearly faster, then keeps the fused
+  one-call decode step (``llmnotes/fused.py``) if it measures faster; the tables under it say
+  what was chosen and why (timings).
 * ``llmnotes bf16``: the model cast to bfloat16 (weights and activations), then prepared.
 * ``llmnotes int8``: ``quantize_model(model, "int8")``: int8 block layers, float32 output layer
   (tied to the embedding, so left as it is). Every quantized peer is then prepared with
@@ -51,7 +53,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llmnotes import GPT, GPTConfig, fast_linear, native, qkernels  # noqa: E402
+from llmnotes import GPT, GPTConfig, fast_linear, fused, native, qkernels  # noqa: E402
 from llmnotes.quantize import export_gguf, quantize_model  # noqa: E402
 from llmnotes.sampling import generate  # noqa: E402
 from llmnotes.sampling import early_exit_draft, speculative_generate  # noqa: E402
@@ -165,16 +167,19 @@ def build_peers(model, hf, idx, n, names, ggufs, threads, args):
         elif name == "llmnotes prepare_for_decode":
             fast = fast_linear.prepare_for_decode(copy.deepcopy(model))
             info["plan"] = fast_linear.decode_plan(fast)
+            info.setdefault("fused", {})[name] = fused.status(fast)
             peers[name] = gen(fast)
         elif name == "llmnotes bf16":
             bf = fast_linear.prepare_for_decode(copy.deepcopy(model).to(torch.bfloat16))
             info["plan_bf16"] = fast_linear.decode_plan(bf)
+            info.setdefault("fused", {})[name] = fused.status(bf)
             peers[name] = gen(bf)
         elif name in ("llmnotes int8", "llmnotes int8+emb", "llmnotes int4+emb"):
             method = "int4" if "int4" in name else "int8"
             kw = {"group_size": 32, "symmetric": True} if method == "int4" else {}
             q = fast_linear.prepare_for_decode(quantize_model(copy.deepcopy(model), method, embeddings="+emb" in name, **kw))
             info.setdefault("plan_quantized", {})[name] = [p for p in fast_linear.decode_plan(q) if p["dtype"].startswith("int")]
+            info.setdefault("fused", {})[name] = fused.status(q)
             peers[name] = gen(q)
         elif name == "hf dynamic":
             hf_kw = dict(attention_mask=torch.ones_like(idx), max_new_tokens=n, min_new_tokens=n,
@@ -264,6 +269,10 @@ def table(result: dict) -> list[str]:
         peer = f" ({r['llamacpp_peer'].split()[-1]})" if r["llamacpp_peer"] else ""
         lines.append(f"| {r['decoder']} | {r['tokens_per_s']:.1f} | {ratio(r['vs_llmnotes_fp32'])} | "
                      f"{ratio(r['vs_hf'])} | {ratio(r['vs_llamacpp'])}{peer} | {100 * r['same_tokens']:.0f}% |")
+    if result.get("fused"):
+        lines += ["", f"Fused decode step (`llmnotes.fused`, {result['threads']} thread(s)), as "
+                  "`prepare_for_decode` decided by timing a few decode steps both ways:", ""]
+        lines += [f"- {name}: {status}" for name, status in result["fused"].items()]
     for key, title in (("plan", "fp32"), ("plan_bf16", "bf16")):
         if result.get(key):
             lines += ["", f"`prepare_for_decode` ({title}, {result['threads']} thread(s)): path chosen per "
