@@ -177,8 +177,10 @@ def build_peers(model, hf, idx, n, names, ggufs, threads, args):
         elif name in ("llmnotes int8", "llmnotes int8+emb", "llmnotes int4+emb"):
             method = "int4" if "int4" in name else "int8"
             kw = {"group_size": 32, "symmetric": True} if method == "int4" else {}
-            q = fast_linear.prepare_for_decode(quantize_model(copy.deepcopy(model), method, embeddings="+emb" in name, **kw))
-            info.setdefault("plan_quantized", {})[name] = [p for p in fast_linear.decode_plan(q) if p["dtype"].startswith("int")]
+            q = quantize_model(copy.deepcopy(model), method, embeddings="+emb" in name, **kw)
+            fast_linear.prepare_for_decode(q)
+            plan = fast_linear.decode_plan(q)
+            info.setdefault("plan_quantized", {})[name] = [p for p in plan if p["dtype"].startswith("int")]
             info.setdefault("fused", {})[name] = fused.status(q)
             peers[name] = gen(q)
         elif name == "hf dynamic":
@@ -246,8 +248,8 @@ def bench(preset: str, threads: int, args, ggufs, model, hf, idx, n) -> dict:
         if name in FLOAT_PEERS and share < 1.0:
             print(f"WARNING [{label}] {name}: only {share:.0%} of tokens equal llmnotes' fp32 tokens")
         med = statistics.median(times[name])
-        rows.append({"decoder": name, "seconds": med, "tokens_per_s": n / med, "best_tokens_per_s": n / min(times[name]),
-                     "same_tokens": share})
+        rows.append({"decoder": name, "seconds": med, "tokens_per_s": n / med,
+                     "best_tokens_per_s": n / min(times[name]), "same_tokens": share})
     by = {r["decoder"]: r["tokens_per_s"] for r in rows}
     best = {r["decoder"]: r["best_tokens_per_s"] for r in rows}
     for r in rows:

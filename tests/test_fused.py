@@ -12,7 +12,8 @@ from llmnotes.finetune import apply_lora
 from llmnotes.quantize import quantize_model, set_kernel
 from llmnotes.sampling import generate
 
-needs_native = pytest.mark.skipif(native.kernels() is None, reason=f"llmnotes.native unavailable: {native.unavailable()}")
+needs_native = pytest.mark.skipif(native.kernels() is None,
+                                  reason=f"llmnotes.native unavailable: {native.unavailable()}")
 
 
 def gpt2_shaped(**overrides):

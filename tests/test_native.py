@@ -169,7 +169,8 @@ def test_native_linear_one_row_matches_f_linear_under_no_grad():
 
 
 @needs_native
-@pytest.mark.parametrize("bits,group_size,name", [(8, None, "int8-native"), (4, 32, "int4-native"), (4, 128, "int4-native")])
+@pytest.mark.parametrize("bits,group_size,name",
+                         [(8, None, "int8-native"), (4, 32, "int4-native"), (4, 128, "int4-native")])
 def test_quantized_layer_native_kernel_matches_its_reference(bits, group_size, name):
     torch.manual_seed(4)
     q = QuantizedLinear.from_linear(nn.Linear(768, 300), bits, group_size, symmetric=True)

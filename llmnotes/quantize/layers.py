@@ -9,7 +9,7 @@ bias)``. Three formats:
 
 * ``QuantizedLinear``: integer codes (8- or 4-bit, absmax or zero-point, per row or grouped);
   on a CPU its int8 and 4-bit layouts run integer kernels where they measure faster
-  (``llmnotes.qkernels``);
+  (``llmnotes.qkernels``, ``llmnotes.native``);
 * ``NF4Linear``: QLoRA's NormalFloat-4 (Dettmers et al. 2023, arXiv:2305.14314);
 * ``LLMInt8Linear``: LLM.int8() with 16-bit outlier columns (Dettmers et al. 2022,
   arXiv:2208.07339).
@@ -37,8 +37,8 @@ from llmnotes.quantize.primitives import (NF4_CODE, _check_bits, absmax_quantize
 
 KERNELS = ("auto", "fast", "native", "reference")
 
-# layer -> {kernel name: (stamp of its tensors, packed kernel callable)}; weak keys so a dropped layer frees its
-# packed copy, and kept outside the module so deepcopy/pickle never see the opaque packed object
+# layer -> {kernel name: (stamp of its tensors, packed kernel callable)}; weak keys so a dropped
+# layer frees its packed copies, kept outside the module so deepcopy/pickle never see them
 _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _FAST: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> (key, chosen kernel or None)
 
@@ -92,10 +92,10 @@ class QuantizedLinear(QuantizedLinearBase):
     fp16 scale (and, if asymmetric, a uint8 zero point). 4-bit codes are packed two per byte.
     The readable forward pass (``forward_readable`` / ``forward_reference``) dequantizes the
     weight and runs an ordinary matmul: correct, but it rebuilds a float weight on every call.
-    On a CPU, per-row int8 and grouped 4-bit layers instead run PyTorch's integer kernels
-    (``llmnotes.qkernels``) when no gradient is needed and the kernel measures faster for the
-    layer's shape; ``kernel`` / ``set_kernel`` choose (``"auto"``, ``"fast"``, ``"native"``,
-    ``"reference"``).
+    On a CPU, per-row int8 and grouped 4-bit layers instead run integer kernels, PyTorch's
+    (``llmnotes.qkernels``) or llmnotes' own for one-row inputs (``llmnotes.native``), when no
+    gradient is needed and the kernel measures fastest for the layer's shape; ``kernel`` /
+    ``set_kernel`` choose (``"auto"``, ``"fast"``, ``"native"``, ``"reference"``).
     NF4 and LLM.int8() have no such CPU kernel in PyTorch and always take the readable path.
 
     Build one with ``QuantizedLinear.from_linear(linear, bits, group_size, symmetric)`` or, for
@@ -361,7 +361,8 @@ class QuantizedLinear(QuantizedLinearBase):
                 qweight, scale = self.qweight.contiguous(), self.scale.float().flatten().contiguous()
                 run = lambda v: kernels.gemv_q8(v, qweight, scale, bias)  # noqa: E731
             else:
-                packed, scale = kernels.pack_q4(self.codes().to(torch.uint8).contiguous()), self.scale.float().contiguous()
+                packed = kernels.pack_q4(self.codes().to(torch.uint8).contiguous())
+                scale = self.scale.float().contiguous()
                 run = lambda v: kernels.gemv_q4(v, packed, scale, self.group_size, bias)  # noqa: E731
             fn = native.one_row(run, self.in_features, self.out_features, otherwise)
         else:
