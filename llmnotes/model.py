@@ -386,9 +386,9 @@ class GPT(nn.Module):
                       output_attentions: bool = False):
         """Final-LayerNorm hidden states (B, T, n_embd); with ``output_attentions`` also a
         list of per-layer attention weights (B, nh, T, S)."""
-        if (cache is not None and idx.shape == (1, 1) and fused.is_fused(self) and not output_attentions
-                and attention_mask is None and position_ids is None and not cache.fixed_shape
-                and not self.training and not torch.is_grad_enabled()):
+        if (cache is not None and not cache.fixed_shape and idx.shape == (1, 1) and not output_attentions
+                and attention_mask is None and position_ids is None and not self.training
+                and not torch.is_grad_enabled() and not torch.compiler.is_compiling() and fused.is_fused(self)):
             # the plain decode step of a model prepared with a fused step (llmnotes/fused.py)
             self._check_input(idx, cache.seq_len, cache.max_len)
             past = cache.seq_len
