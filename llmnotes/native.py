@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def _build():
 
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode() + torch.__version__.encode())
     name = f"llmnotes_decode_kernels_{digest.hexdigest()[:12]}"  # a new name when the source changes
+    built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
+    if not built.exists():  # say why the first call pauses (set LLMNOTES_NATIVE=0 to skip)
+        print(f"llmnotes: compiling the CPU decode kernels ({SOURCE.name}), once; about half a minute...",
+              file=sys.stderr, flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compiler-version chatter
         return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
