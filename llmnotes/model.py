@@ -456,7 +456,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
                 attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None,
-                output_attentions: bool = False):
+                output_attentions: bool = False, logits_to_keep: int = 0):
         """Next-token logits for every position.
 
         Args:
@@ -465,6 +465,9 @@ class GPT(nn.Module):
             attention_mask: (B, past + T) of 1 (token) / 0 (padding), for left-padded batches.
             position_ids: (B, T) explicit positions; default from the cache/attention mask.
             output_attentions: also return per-layer attention weights (uses the manual path).
+            logits_to_keep: if positive, logits for only the last this many positions (as in
+                Hugging Face): a prompt's prefill needs only the last one, and the output layer
+                over every prompt position is a large share of its cost.
 
         Returns:
             logits (B, T, vocab_size), or ``(logits, attentions)`` with ``output_attentions``.
@@ -473,7 +476,7 @@ class GPT(nn.Module):
         if output_attentions:
             h, attentions = out
             return self.lm_head(h), attentions
-        return self.lm_head(out)
+        return self.lm_head(out[:, -logits_to_keep:] if logits_to_keep > 0 else out)
 
     # ---- Hugging Face interop (implemented in hf.py) ---------------------------------------
 

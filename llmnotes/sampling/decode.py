@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from llmnotes.model import GPT
 from llmnotes.sampling.config import GenerationConfig
 from llmnotes.sampling.processors import (BadWordsProcessor, FrequencyPresencePenaltyProcessor, LogitBiasProcessor,
                                           LogitsProcessorList, MinLengthProcessor, MinPWarper,
@@ -316,10 +317,12 @@ class DecodeStep:
 
     def prefill(self, idx: torch.Tensor) -> torch.Tensor:
         T = idx.shape[1]
+        # An llmnotes GPT computes the output layer for the last prompt position only.
+        last = {"logits_to_keep": 1} if isinstance(self.model, GPT) else {}
         if self.compiled:
             self.mask_buf[:, :T] = self.mask if self.mask is not None else 1
-            return self.model(idx, cache=self.cache, attention_mask=self.mask_buf[:, :T])[:, -1]
-        return self._eager(idx[:, self.cache.seq_len:])
+            return self.model(idx, cache=self.cache, attention_mask=self.mask_buf[:, :T], **last)[:, -1]
+        return self._eager(idx[:, self.cache.seq_len:], **last)
 
     def __call__(self, nxt: torch.Tensor) -> torch.Tensor:
         if self.compiled:
@@ -329,11 +332,11 @@ class DecodeStep:
             self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
         return self._eager(nxt[:, None])
 
-    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+    def _eager(self, x: torch.Tensor, **extra) -> torch.Tensor:
         # No mask, no keyword: any model with forward(idx, cache=...) decodes (the server's contract).
         if self.mask is None:
-            return self.model(x, cache=self.cache)[:, -1]
-        return self.model(x, cache=self.cache, attention_mask=self.mask)[:, -1]
+            return self.model(x, cache=self.cache, **extra)[:, -1]
+        return self.model(x, cache=self.cache, attention_mask=self.mask, **extra)[:, -1]
 
 
 _COMPILED: dict[tuple[int, str], Any] = {}
