@@ -272,3 +272,16 @@ def test_compiles():
     idx = torch.randint(0, 512, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(compiled(idx), model(idx), atol=1e-5, rtol=1e-5)
+
+
+def test_logits_to_keep_gives_the_last_positions_logits():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("nano")).eval()
+    idx = torch.randint(0, 512, (2, 7))
+    with torch.no_grad():
+        full = model(idx)
+        last = model(idx, logits_to_keep=1)
+        three = model(idx, logits_to_keep=3)
+    assert last.shape == (2, 1, 512) and three.shape == (2, 3, 512)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(three, full[:, -3:], rtol=1e-5, atol=1e-5)
