@@ -3,7 +3,7 @@
 PyTorch's matrix-vector products are general-purpose: on the AMD EPYC (Zen 4) measured, its
 float32 layouts streamed GPT-2's weights from memory at 11 to 18 GB/s on one core, while a loop
 that reads each weight row front to back with AVX-512 and a software prefetch reached 19 to
-23 GB/s; its int8 (FBGEMM) and 4-bit kernels were 1.1x to 2x slower than the same loop over
+23 GB/s; its int8 (FBGEMM) and 4-bit kernels were 1.1x to 2.2x slower than the same loop over
 integer weights (``benchmarks/RESULTS.md`` has the timings). The kernels in
 ``llmnotes/csrc/decode_kernels.cpp`` are that loop for float32, per-row int8 and grouped 4-bit
 weights; its header explains them. ``llmnotes/fused.py`` builds a whole decode step on them.
