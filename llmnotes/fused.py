@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from llmnotes import native
+from llmnotes.utils import tensor_stamp
 
 MARGIN = 0.05  # the fused step must be 5% faster than the Python path to be kept
 # Layer classes whose forward is F.linear on their float weight; llmnotes.fast_linear adds its
@@ -94,7 +95,7 @@ def _fuse(model: nn.Module, enable: bool, measure: bool) -> str:
     if reason is not None:
         return f"fused decode step not used: {reason}"
     tensors = _tensors(model)
-    _PLANS[model] = (tensors, _stamp(tensors), _build(model))
+    _PLANS[model] = (tensors, tensor_stamp(tensors), _build(model))
     if not measure:
         return "fused decode step on"
     fused_ms, python_ms = _time_steps(model)
@@ -118,7 +119,7 @@ def step(model: nn.Module, x: torch.Tensor, cache) -> torch.Tensor | None:
     if entry is None:
         return None
     tensors, stamp, plan = entry
-    if _stamp(tensors) != stamp:  # weights written in place or moved (.data, .to()): stale
+    if tensor_stamp(tensors) != stamp:  # weights written in place or moved (.data, .to()): stale
         _PLANS.pop(model, None)
         return None
     return plan.step(x.contiguous(), cache.seq_len, cache.k, cache.v)
@@ -142,31 +143,29 @@ def _norms(model):
 
 def _describe(module: nn.Module) -> tuple | None:
     """``(kind, weight, scale, bias, group)`` for DecodePlan, or None if no kernel reads it."""
-    bias = getattr(module, "bias", None)
-    bias = None if bias is None else bias.detach()
     if type(module) in FLOAT_LINEARS:
         w = module.weight
         if w.dtype != torch.float32 or not w.is_contiguous() or w.device.type != "cpu":
             return None
-        return ("f32", w.detach(), None, bias, 0)
+        weight, bias = _weight_bias(module)
+        return ("f32", weight, None, bias, 0)
     fmt = module._native_format() if hasattr(module, "_native_format") else None
     if fmt is None or module.qweight.device.type != "cpu":
         return None
-    bias = None if bias is None else bias.float().contiguous()
-    if fmt == "int8-native":
-        return ("q8", module.qweight.contiguous(), module.scale.float().flatten().contiguous(), bias, 0)
-    packed = native.kernels().pack_q4(module.codes().to(torch.uint8).contiguous())
-    return ("q4", packed, module.scale.float().contiguous(), bias, module.group_size)
+    return module._packed(fmt).operands  # the layer's own packed copy: packed once, shared
+
+
+def _weight_bias(module: nn.Module) -> tuple:
+    """A LayerNorm's or linear layer's (weight, bias or None), detached from autograd."""
+    return module.weight.detach(), None if module.bias is None else module.bias.detach()
 
 
 def _build(model):
     c = model.config
     ln_f = model.transformer.ln_f
-    plan = native.kernels().DecodePlan(c.n_head, c.head_dim, float(ln_f.eps), ln_f.weight.detach(),
-                                        None if ln_f.bias is None else ln_f.bias.detach())
+    plan = native.kernels().DecodePlan(c.n_head, c.head_dim, float(ln_f.eps), *_weight_bias(ln_f))
     for block in model.transformer.h:
-        plan.add_layer(block.ln_1.weight.detach(), None if block.ln_1.bias is None else block.ln_1.bias.detach(),
-                       block.ln_2.weight.detach(), None if block.ln_2.bias is None else block.ln_2.bias.detach(),
+        plan.add_layer(*_weight_bias(block.ln_1), *_weight_bias(block.ln_2),
                        _describe(block.attn.c_attn), _describe(block.attn.c_proj),
                        _describe(block.mlp.c_fc), _describe(block.mlp.c_proj))
     return plan
@@ -176,11 +175,6 @@ def _tensors(model) -> list:
     """Every tensor the plan reads (the blocks' and ln_f's parameters and buffers)."""
     modules = [*model.transformer.h, model.transformer.ln_f]
     return [t for m in modules for t in (*m.parameters(), *m.buffers())]
-
-
-def _stamp(tensors: list) -> tuple:
-    """Where each tensor's data lives and how often it was written in place (reads no data)."""
-    return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
 @torch.inference_mode()

@@ -42,6 +42,12 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return device if isinstance(device, torch.device) else next(model.parameters()).device
 
 
+def tensor_stamp(tensors) -> tuple:
+    """Where each tensor's data lives and how often it was written in place (``None`` entries
+    skipped; reads no data): a cache built from the tensors is stale once this changes."""
+    return tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
+
+
 def supports_bf16(device: torch.device | str) -> bool:
     """True where bf16 autocast is both supported and fast enough to be worth it."""
     device = torch.device(device)

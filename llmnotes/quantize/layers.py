@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from llmnotes.quantize.primitives import (NF4_CODE, _check_bits, absmax_quantize, dequantize, fp16_scale,
                                           nf4_quantize, pack_int4, unpack_int4, zeropoint_quantize)
+from llmnotes.utils import tensor_stamp
 
 KERNELS = ("auto", "fast", "native", "reference")
 
@@ -240,11 +241,12 @@ class QuantizedLinear(QuantizedLinearBase):
         (:meth:`kernel_name`) and llmnotes' own ``"int8-native"`` / ``"int4-native"``
         (:mod:`llmnotes.native`: float32 one-row inputs, built on first use)."""
         names = [name for name in (self.kernel_name(),) if name]
-        if dtype == torch.float32 and self._native_format() is not None:
+        native_name = self._native_format() if dtype == torch.float32 else None
+        if native_name is not None:
             from llmnotes import native
 
             if native.kernels() is not None:
-                names.append(self._native_format())
+                names.append(native_name)
         return names
 
     def _native_format(self) -> str | None:
@@ -297,7 +299,7 @@ class QuantizedLinear(QuantizedLinearBase):
 
     def _stamp(self, tensors: tuple | None = None) -> tuple:
         """Where the layer's tensors live and how often they were written in place."""
-        return tuple((t.data_ptr(), t._version) for t in (tensors or self._tensors()) if t is not None)
+        return tensor_stamp(tensors or self._tensors())
 
     def _choose_fast_path(self, dtype: torch.dtype, from_memory: bool = False):
         """The fastest kernel for this shape if it beats the readable path on this CPU (with
@@ -319,15 +321,15 @@ class QuantizedLinear(QuantizedLinearBase):
         candidates = {} if self.kernel != "auto" else {"readable": lambda: [q.forward_readable(x1) for q in layers]}
         for name in names:
             candidates[name] = lambda name=name: [q._packed(name)(x1) for q in layers]
-        key = self._choice_key(dtype, from_memory)
+        key = self._choice_key(dtype, from_memory, names)
         with torch.no_grad():
             chosen, _ = pick_fastest(key, candidates, baseline=next(iter(candidates)), per_call=len(layers))
         return None if chosen == "readable" else self._packed(chosen)
 
-    def _choice_key(self, dtype: torch.dtype, from_memory: bool) -> tuple:
-        names = tuple(self.kernel_names(dtype))
+    def _choice_key(self, dtype: torch.dtype, from_memory: bool, names: list[str] | None = None) -> tuple:
+        names = self.kernel_names(dtype) if names is None else names
         return ("qlinear", self.out_features, self.in_features, self.bits, self.group_size, dtype, from_memory,
-                self.kernel != "auto", names)
+                self.kernel != "auto", tuple(names))
 
     def decode_choice(self, from_memory: bool) -> tuple[str, dict[str, float]] | None:
         """``(chosen kernel, median ms per candidate)`` as :meth:`choose_decode_kernel` measured
@@ -339,7 +341,8 @@ class QuantizedLinear(QuantizedLinearBase):
     def _packed(self, name: str):
         """A callable running the ``name`` kernel on this layer's weight (its ``kernel``
         attribute says which), packed once and repacked if the codes, scales or bias change
-        (e.g. after ``load_state_dict``)."""
+        (e.g. after ``load_state_dict``). llmnotes' own kernels also carry ``operands``,
+        ``(kind, weight, scale, bias, group)`` as ``llmnotes.fused`` passes them to C++."""
         from llmnotes import native, qkernels
 
         stamp = self._stamp()
@@ -359,12 +362,15 @@ class QuantizedLinear(QuantizedLinearBase):
             otherwise = self._packed(other) if other else self.forward_readable
             if name == "int8-native":
                 qweight, scale = self.qweight.contiguous(), self.scale.float().flatten().contiguous()
+                operands = ("q8", qweight, scale, bias, 0)
                 run = lambda v: kernels.gemv_q8(v, qweight, scale, bias)  # noqa: E731
             else:
                 packed = kernels.pack_q4(self.codes().to(torch.uint8).contiguous())
                 scale = self.scale.float().contiguous()
+                operands = ("q4", packed, scale, bias, self.group_size)
                 run = lambda v: kernels.gemv_q4(v, packed, scale, self.group_size, bias)  # noqa: E731
             fn = native.one_row(run, self.in_features, self.out_features, otherwise)
+            fn.operands = operands  # what llmnotes.fused's DecodePlan reads for this layer
         else:
             raise ValueError(f"unknown kernel {name!r}; this layer has {self.kernel_names()}")
         fn.kernel = name
