@@ -44,11 +44,15 @@ void check_vector(const torch::Tensor& x, int64_t in_features) {
   TORCH_CHECK(x.numel() == in_features, "x must hold one row of ", in_features, " values, got ", x.numel());
 }
 
+// The data of a float32 operand (scales, bias) after checking it holds `count` values in a row.
+const float* float_values(const torch::Tensor& t, int64_t count, const char* name) {
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32 && t.is_contiguous() && t.numel() == count,
+              name, " must be a contiguous float32 tensor of ", count, " values");
+  return t.data_ptr<float>();
+}
+
 const float* bias_ptr(const c10::optional<torch::Tensor>& bias, int64_t out_features) {
-  if (!bias.has_value()) return nullptr;
-  TORCH_CHECK(bias->scalar_type() == torch::kFloat32 && bias->is_contiguous() && bias->numel() == out_features,
-              "bias must be a contiguous float32 tensor of ", out_features, " values");
-  return bias->data_ptr<float>();
+  return bias.has_value() ? float_values(*bias, out_features, "bias") : nullptr;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ const QuantizedVector& quantize_vector(const float* x, int64_t K, bool with_sums
   q.magnitude.assign(q.chunks * kChunk, 0);
   q.negative.assign(q.chunks, 0);
   q.scale.assign(q.chunks * 16, 0.f);
-  q.value.assign(q.chunks * kChunk, 0);
+  if (with_sums) q.value.assign(q.chunks * kChunk, 0);
   for (int64_t start = 0; start < K; start += kBlock) {
     const __m512 v0 = _mm512_maskz_loadu_ps(first(K - start), x + start);
     const __m512 v1 = _mm512_maskz_loadu_ps(first(K - start - 16), x + start + 16);
@@ -122,8 +126,10 @@ const QuantizedVector& quantize_vector(const float* x, int64_t K, bool with_sums
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
     _mm_storeu_si128((__m128i*)(q.magnitude.data() + start), _mm512_cvtepi32_epi8(_mm512_abs_epi32(q0)));
     _mm_storeu_si128((__m128i*)(q.magnitude.data() + start + 16), _mm512_cvtepi32_epi8(_mm512_abs_epi32(q1)));
-    _mm_storeu_si128((__m128i*)(q.value.data() + start), _mm512_cvtepi32_epi8(q0));
-    _mm_storeu_si128((__m128i*)(q.value.data() + start + 16), _mm512_cvtepi32_epi8(q1));
+    if (with_sums) {
+      _mm_storeu_si128((__m128i*)(q.value.data() + start), _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128((__m128i*)(q.value.data() + start + 16), _mm512_cvtepi32_epi8(q1));
+    }
     const __m512i zero = _mm512_setzero_si512();
     const uint64_t signs = (uint64_t)_mm512_cmplt_epi32_mask(q0, zero) | ((uint64_t)_mm512_cmplt_epi32_mask(q1, zero) << 16);
     q.negative[start / kChunk] |= signs << (start % kChunk);
@@ -159,13 +165,11 @@ torch::Tensor gemv_q8(const torch::Tensor& x, const torch::Tensor& qweight, cons
   TORCH_CHECK(qweight.dim() == 2 && qweight.scalar_type() == torch::kInt8 && qweight.is_contiguous(),
               "qweight must be a contiguous (out, in) int8 matrix");
   const int64_t N = qweight.size(0), K = qweight.size(1);
-  TORCH_CHECK(row_scale.scalar_type() == torch::kFloat32 && row_scale.is_contiguous() && row_scale.numel() == N,
-              "row_scale must be a contiguous float32 tensor of ", N, " values");
+  const float *S = float_values(row_scale, N, "row_scale"), *B = bias_ptr(bias, N);
   check_vector(x, K);
   const QuantizedVector& q = quantize_vector(x.data_ptr<float>(), K, false);
   auto y = torch::empty({N}, x.options());
   const int8_t* W = qweight.data_ptr<int8_t>();
-  const float *S = row_scale.data_ptr<float>(), *B = bias_ptr(bias, N);
   float* Y = y.data_ptr<float>();
   at::parallel_for(0, N, grain_rows(K), [&](int64_t begin, int64_t end) {
     // One row at a time: on the EPYC measured, interleaving two rows (sharing the activation
@@ -234,13 +238,11 @@ torch::Tensor gemv_q4(const torch::Tensor& x, const torch::Tensor& packed, const
   const int64_t N = packed.size(0), K = packed.size(1) * 2;
   TORCH_CHECK(group_size % kBlock == 0 && K % group_size == 0, "group_size must be a multiple of 32 dividing ", K);
   const int64_t G = K / group_size;
-  TORCH_CHECK(group_scale.scalar_type() == torch::kFloat32 && group_scale.is_contiguous() && group_scale.numel() == N * G,
-              "group_scale must be a contiguous float32 (out, in / group_size) tensor");
+  const float *S = float_values(group_scale, N * G, "group_scale (out, in / group_size)"), *B = bias_ptr(bias, N);
   check_vector(x, K);
   const QuantizedVector& q = quantize_vector(x.data_ptr<float>(), K, true);
   auto y = torch::empty({N}, x.options());
   const uint8_t* P = packed.data_ptr<uint8_t>();
-  const float *S = group_scale.data_ptr<float>(), *B = bias_ptr(bias, N);
   float* Y = y.data_ptr<float>();
   const int64_t blocks_per_group = group_size / kBlock;
   at::parallel_for(0, N, grain_rows(K / 2), [&](int64_t begin, int64_t end) {
