@@ -46,6 +46,8 @@ def master_step_fn(model, idx):
     """bf16 weights, fp32 masters: forward+backward in bf16, gradients into the masters, and
     the masters rounded back into the model (what a Trainer step adds besides the update)."""
     master = MasterWeights(model)
+    impl, why = master.choose_attention(idx)  # as Trainer does: fused or explicit, measured
+    print(f"bf16-master attention: {impl} ({why})")
     master.to_bf16()
 
     def step():

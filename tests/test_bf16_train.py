@@ -61,10 +61,18 @@ def test_master_weights_keep_updates_bf16_would_lose():
     assert model.weight.dtype == torch.float32 and model.weight[0, 0].item() == pytest.approx(0.996, abs=1e-5)
 
 
-def test_checkpoint_resume_is_exact(tmp_path):
+def favour(impl):
+    return lambda *a, **k: {"sdpa": 1.0, "manual": 2.0} if impl == "sdpa" else {"sdpa": 2.0, "manual": 1.0}
+
+
+def test_checkpoint_resume_is_exact(tmp_path, monkeypatch):
+    monkeypatch.setattr(bf16_mod, "attention_step_ms", favour("manual"))
     _, straight = run("bf16-master", steps=6)
     run("bf16-master", steps=3, out_dir=str(tmp_path), save_interval=3)
+    # the resumed process measures the other kernel faster, but continues on the checkpoint's
+    monkeypatch.setattr(bf16_mod, "attention_step_ms", favour("sdpa"))
     resumed, tail = run("bf16-master", steps=6, out_dir=str(tmp_path), resume=True)
+    assert resumed.master.attention_impl == "manual"
     assert tail == straight[3:]
 
 
@@ -97,3 +105,36 @@ def test_trainer_says_what_auto_chose(capsys, monkeypatch):
 def test_unknown_dtype_is_rejected():
     with pytest.raises(ValueError, match="dtype must be one of"):
         TrainConfig(dtype="bf32")
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "manual"])
+def test_either_attention_trains_like_fp32(impl):
+    """Whichever attention kernel choose_attention measures faster, the bf16 gradients agree
+    with float32 ones (bf16's own tolerance), and to_float() gives the model its own kernel back."""
+    model = small_gpt()
+    x = torch.randint(0, 2048, (2, 32))
+    F32 = torch.nn.functional
+    F32.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    mw = MasterWeights(model)
+    chosen, why = mw.choose_attention(x, rounds=1)
+    assert chosen in ("sdpa", "manual") and "fused" in why and "explicit" in why
+    mw.attention_impl = impl  # force each one
+    mw.to_bf16()
+    assert {a.impl for a in bf16_mod._attention_layers(model)} == {impl}
+    F32.cross_entropy(model(x).float().flatten(0, 1), x.flatten()).backward()
+    for n, p in model.named_parameters():
+        cos = F32.cosine_similarity(p.grad.float().flatten(), ref[n].flatten(), dim=0)
+        assert cos > 0.99, (n, cos.item())
+    mw.to_float()
+    assert {a.impl for a in bf16_mod._attention_layers(model)} == {"sdpa"}
+
+
+def test_explicit_attention_models_are_left_alone():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=256, block_size=16, n_layer=1, n_head=2, n_embd=32, attn_impl="manual"))
+    mw = MasterWeights(model)
+    assert mw.choose_attention(torch.randint(0, 256, (1, 8)))[0] is None
+    mw.to_bf16()
+    assert {a.impl for a in bf16_mod._attention_layers(model)} == {"manual"}

@@ -14,6 +14,13 @@ elementwise work around them cost as much as the bf16 matmuls save. Here instead
 
 The loss (cross-entropy over the vocabulary) is computed from float32 logits. Losses follow
 the float32 run's within a tolerance ``tests/test_bf16_train.py`` states, not bit for bit.
+
+Attention is the one place the kernel matters beyond the matrix multiplies: on a CPU without
+AMX, PyTorch's fused (flash) attention backward in bf16 measured about 2x slower than the
+explicit ``softmax(QKᵀ/√d)V`` (two small batched matmuls, fp32-accumulated softmax), while on
+other CPUs the fused kernel may win. :meth:`MasterWeights.choose_attention` times both on one
+layer at the run's shape and keeps the faster for the bf16 steps (``to_float`` restores the
+model's own choice).
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ class MasterWeights:
         self.model_params = [p for _, p in params]
         self.masters = [nn.Parameter(p.detach().float().clone(), requires_grad=p.requires_grad)
                         for p in self.model_params]
+        self.attention_impl: str | None = None  # set by choose_attention(); None keeps the model's
+        self._own_impl: dict[nn.Module, str] = {}
+        self.attention_reason = "not measured (choose_attention was not called)"
 
     def named_masters(self) -> list[tuple[str, nn.Parameter]]:
         """``(name, float32 master)`` pairs, named like the model's parameters."""
@@ -62,6 +72,9 @@ class MasterWeights:
         for p, m in zip(self.model_params, self.masters):
             p.data = m.detach().to(torch.bfloat16)
         self._cast_buffers(torch.bfloat16)
+        if self.attention_impl is not None:
+            for attn in _attention_layers(self.model):
+                attn.impl = self.attention_impl
 
     @torch.no_grad()
     def to_float(self) -> None:
@@ -69,6 +82,35 @@ class MasterWeights:
         for p, m in zip(self.model_params, self.masters):
             p.data = m.detach().clone()
         self._cast_buffers(torch.float32)
+        for attn in _attention_layers(self.model):
+            attn.impl = self._own_impl.get(attn, attn.impl)
+
+    def choose_attention(self, x: torch.Tensor, rounds: int = 5) -> tuple[str | None, str]:
+        """Time one attention layer's forward+backward in bf16, fused (``"sdpa"``) against
+        explicit (``"manual"``), at the shape ``x`` (a batch of token ids) gives; the bf16 steps
+        then use the faster. Models whose attention is already explicit are left alone.
+        Returns and stores ``(attention_impl, attention_reason)``."""
+        layers = _attention_layers(self.model)
+        self._own_impl = {attn: attn.impl for attn in layers}
+        if not layers or any(attn.impl != "sdpa" for attn in layers):
+            self.attention_impl, self.attention_reason = None, "no fused-attention layers to choose for"
+            return self.attention_impl, self.attention_reason
+        ms = attention_step_ms(layers[0], x.shape[0], x.shape[-1], rounds)
+        self.use_attention(min(ms, key=ms.get), f"one layer's bf16 forward+backward: fused "
+                           f"{ms['sdpa']:.2f} ms, explicit {ms['manual']:.2f} ms")
+        return self.attention_impl, self.attention_reason
+
+    def use_attention(self, impl: str | None, reason: str) -> None:
+        """Set the bf16 steps' attention kernel (a resumed run takes its checkpoint's, so that
+        it continues exactly as the uninterrupted run would have)."""
+        if impl not in (None, "sdpa", "manual"):
+            raise ValueError(f"attention kernel must be 'sdpa', 'manual' or None, got {impl!r}")
+        layers = _attention_layers(self.model)
+        self._own_impl = self._own_impl or {attn: attn.impl for attn in layers}
+        self.attention_impl, self.attention_reason = impl, reason
+        if impl is not None and self.model_params[0].dtype == torch.bfloat16:
+            for attn in layers:
+                attn.impl = impl
 
     def _cast_buffers(self, dtype: torch.dtype) -> None:
         for b in self.model.buffers():
@@ -106,6 +148,33 @@ class MasterWeights:
         bf16 = self.model_params[0].dtype == torch.bfloat16
         for p, m in zip(self.model_params, self.masters):
             p.copy_(m if not bf16 else m.to(torch.bfloat16))
+
+
+def _attention_layers(model: nn.Module) -> list[nn.Module]:
+    from llmnotes.model import CausalSelfAttention
+
+    return [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+
+
+def attention_step_ms(attn: nn.Module, batch: int, seq: int, rounds: int = 5) -> dict[str, float]:
+    """Best-of-``rounds`` milliseconds of one causal attention core (queries, keys and values in,
+    heads out, and the backward pass) in bf16 for ``attn``'s head layout, per implementation
+    (interleaved). Only the core differs between the two; the projections around it do not."""
+    import copy as _copy
+
+    layer = _copy.deepcopy(attn).to(torch.bfloat16).train()
+    layer.dropout = 0.0  # timing only: no dropout masks
+    width = layer.c_attn.in_features
+    x = torch.randn(batch, seq, width, dtype=torch.bfloat16, requires_grad=True)
+    best = {"sdpa": float("inf"), "manual": float("inf")}
+    for r in range(rounds + 1):  # round 0 warms up
+        for impl in best:
+            layer.impl = impl
+            t0 = time.perf_counter()
+            layer(x)[0].sum().backward()
+            if r:
+                best[impl] = min(best[impl], 1e3 * (time.perf_counter() - t0))
+    return best
 
 
 def _step_seconds(model: nn.Module, x: torch.Tensor) -> float:

@@ -251,6 +251,10 @@ class Trainer:
             from llmnotes.train.bf16 import MasterWeights
 
             self.master = MasterWeights(self.raw_model)
+            impl, why = self.master.choose_attention(collate(self.train_data, [0], device)[0])
+            if impl is not None and self.is_main and config.progress:
+                print(f"Trainer: bf16 attention -> {'explicit' if impl == 'manual' else 'fused'} ({why})",
+                      flush=True)
         self.model = self._wrap(self.raw_model)
         self.optimizer = make_optimizer(self.model, config, device, self.master)
         self.scheduler = _schedule(config.lr, config.min_lr, config.warmup_steps,
@@ -442,6 +446,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "rng": ckpt.rng_state(),
             "train_config": self.config.to_dict(),
+            **({"bf16_attention": self.master.attention_impl} if self.master is not None else {}),
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -474,6 +479,8 @@ class Trainer:
         ckpt.load_model_state(self.model, self.raw_model, weights, fsdp)
         if self.master is not None:
             self.master.load_state_dict(weights)
+            if "bf16_attention" in state:  # continue on the kernel the run started with
+                self.master.use_attention(state["bf16_attention"], "as the checkpoint's run")
         ckpt.load_optimizer_state(self.model, self.optimizer, state["optimizer"], fsdp)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
