@@ -278,7 +278,8 @@ def table(result: dict) -> list[str]:
                      f"{ratio(r.get('vs_llamacpp_best'))} | {100 * r['same_tokens']:.0f}% |")
     if result.get("fused"):
         lines += ["", f"Fused decode step (`llmnotes.fused`, {result['threads']} thread(s)), as "
-                  "`prepare_for_decode` decided by timing a few decode steps both ways:", ""]
+                  "`prepare_for_decode` decided by timing a few decode steps both ways (against the per-shape "
+                  "winners in Python where one of those is a layout the fused call cannot read):", ""]
         lines += [f"- {name}: {status}" for name, status in result["fused"].items()]
     for key, title in (("plan", "fp32"), ("plan_bf16", "bf16")):
         if result.get(key):
@@ -289,7 +290,8 @@ def table(result: dict) -> list[str]:
                       "|---|---:|---|" + "---:|" * len(fast_linear.PATHS)]
             for p in result[key]:
                 ms = " | ".join(f"{p['ms'][k]:.3f}" if k in p["ms"] else "n/a" for k in fast_linear.PATHS)
-                lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['layers']} | {p['path']} | {ms} |")
+                chosen = p["path"] + (f" (fused step; {p['fastest_alone']} alone)" if "fastest_alone" in p else "")
+                lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['layers']} | {chosen} | {ms} |")
     for name, plan in result.get("plan_quantized", {}).items():
         names = sorted({k for p in plan for k in p["ms"]}, key=lambda k: (k != "readable", k))
         lines += ["", f"`{name}` after `prepare_for_decode` ({result['threads']} thread(s)): kernel chosen per "

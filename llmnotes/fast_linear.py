@@ -296,7 +296,9 @@ def cache_bytes() -> int:
 def decode_plan(model: nn.Module) -> list[dict]:
     """What :func:`prepare_for_decode` chose for each weight shape of ``model`` (with the current
     thread count): dicts with ``shape``, ``dtype``, ``layers`` (how many), ``path`` and
-    ``ms`` (median milliseconds per candidate for one matrix-vector product). Quantized layers
+    ``ms`` (median milliseconds per candidate for one matrix-vector product), plus
+    ``fastest_alone`` where the whole-step timing put the layers on another path than the
+    product alone measured fastest (so that one fused call runs the step). Quantized layers
     appear with ``dtype`` like ``"int8"`` or ``"int4 (groups of 32)"`` and their kernels as paths."""
     plan: dict[tuple, dict] = {}
     from_memory = reads_from_memory(model)
@@ -310,11 +312,15 @@ def decode_plan(model: nn.Module) -> list[dict]:
         elif type(module) in LINEAR_CLASSES:
             key = _path_key(module.weight, from_memory)
             choice, shape, dtype = cached_choice(key), tuple(module.weight.shape), str(module.weight.dtype)
+            if choice is not None and current_path(module) != choice[0]:  # the whole-step timing overrode it
+                choice = (current_path(module), choice[1], choice[0])
         else:
             continue
         if choice is None:
             continue
         entry = plan.setdefault(key, {"shape": shape, "dtype": dtype, "layers": 0, "path": choice[0], "ms": choice[1]})
+        if len(choice) > 2:
+            entry["fastest_alone"] = choice[2]
         entry["layers"] += 1
     return list(plan.values())
 
@@ -335,6 +341,57 @@ def _apply_path(module: nn.Linear, path: str) -> None:
 
 LINEAR_CLASSES = (nn.Linear, SplitKLinear, PackedLinear, NativeLinear)
 fused.FLOAT_LINEARS = LINEAR_CLASSES  # the fused decode step may read these layers' weights
+
+
+def current_path(module: nn.Linear) -> str:
+    """The path (one of ``PATHS``) a float linear layer runs now."""
+    if type(module) is SplitKLinear:
+        return "split-K" if module.shards > 1 else "column-major"
+    return {NativeLinear: "native", PackedLinear: "onednn-packed"}.get(type(module), "plain")
+
+
+def _fuse_whole_model(model: nn.Module, rounds: int = 2) -> None:
+    """Where a few shapes' winners (column-major, split-K, oneDNN-packed layouts, which the fused
+    step cannot read) kept the fused step out, time whole decode steps both ways: those winners
+    in Python, against every layer on llmnotes' kernel in one fused call. Keep the faster.
+
+    Per-shape timing cannot see this trade: a layout that wins one product by 5% can cost the
+    whole step the fused call's saving (the Python around a GPT-2 block, ~10% of a token)."""
+    layers = [m for m in model.modules() if type(m) in (SplitKLinear, PackedLinear)]
+    if not layers or fused.is_fused(model) or native.kernels() is None:
+        return
+    winners = {m: current_path(m) for m in layers}
+
+    def per_shape() -> None:
+        fused.fuse_for_decode(model, enable=False)
+        for m, p in winners.items():
+            _apply_path(m, p)
+
+    def all_native() -> bool:
+        for m in layers:
+            _apply_path(m, "native")
+        return fused.is_fused(model) or fused.fuse_for_decode(model, measure=False) == "fused decode step on"
+
+    if not all_native():  # something besides these layers' layout keeps it out: say that
+        reason = fused.fusable(model)
+        per_shape()
+        fused.set_status(model, f"fused decode step not used: {reason}")
+        return
+    times: dict[str, list[float]] = {"fused": [], "per-shape": []}
+    for _ in range(rounds):  # whole configurations alternate: drift hits both alike
+        for name, switch in (("per-shape", per_shape), ("fused", all_native)):
+            switch()
+            fused.decode_step_ms(model, 2)  # warm-up after the switch
+            times[name].append(fused.decode_step_ms(model))
+    fused_ms, split_ms = min(times["fused"]), min(times["per-shape"])
+    shapes = sorted({f"{tuple(m.weight.shape)} {p}" for m, p in winners.items()})
+    verdict = (f"{fused_ms:.2f} ms per token fused with every layer on llmnotes' kernel, vs "
+               f"{split_ms:.2f} ms in Python with the per-shape winners ({', '.join(shapes)})")
+    if fused_ms < (1 - fused.MARGIN) * split_ms:
+        fused.set_status(model, f"fused decode step on: {verdict}")
+        return
+    per_shape()
+    fused.set_status(model, f"fused decode step not used: {verdict}")
 
 
 @torch.no_grad()
@@ -386,4 +443,6 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
         fused.fuse_for_decode(model, enable=False)
     elif path in ("auto", "native"):
         fused.fuse_for_decode(model, measure=path == "auto")  # one C++ call per token, if it pays
+        if path == "auto":
+            _fuse_whole_model(model)
     return model

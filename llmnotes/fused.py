@@ -178,20 +178,33 @@ def _tensors(model) -> list:
 
 
 @torch.inference_mode()
+def decode_step_ms(model: nn.Module, steps: int = 4) -> float:
+    """Milliseconds per decode step of ``model`` as it stands (fused or not): ``steps`` one-token
+    steps on a scratch cache, after one untimed step."""
+    token = torch.zeros(1, 1, dtype=torch.long, device=model.transformer.wte.weight.device)
+    cache = model.make_cache(1, steps + 2)
+    model(token, cache=cache)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model(token, cache=cache)
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def set_status(model: nn.Module, message: str) -> None:
+    """Record what a caller that decided about the fused step (``prepare_for_decode``) did."""
+    _STATUS[model] = message
+
+
 def _time_steps(model, steps: int = 4, rounds: int = 3) -> tuple[float, float]:
     """Median ms per decode step, fused and Python, on a scratch cache (interleaved rounds)."""
     entry = _PLANS[model]
     times: dict[bool, list[float]] = {True: [], False: []}
-    token = torch.zeros(1, 1, dtype=torch.long, device=model.transformer.wte.weight.device)
     for r in range(rounds + 1):  # round 0 warms up
         for fused in (True, False):
             if not fused:
                 _PLANS.pop(model, None)
-            cache = model.make_cache(1, steps + 1)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                model(token, cache=cache)
+            ms = decode_step_ms(model, steps)
             if r:
-                times[fused].append((time.perf_counter() - t0) / steps * 1e3)
+                times[fused].append(ms)
             _PLANS[model] = entry
     return statistics.median(times[True]), statistics.median(times[False])

@@ -42,6 +42,8 @@ def test_every_path_gives_the_plain_tokens(two_threads, fresh_cache, monkeypatch
     plain_one = generate(tiny().to(dtype), idx[:1], 24, temperature=0)  # batch 1: the one-row kernels
     monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)  # measure even the tiny model's layers
     monkeypatch.setattr(fast_linear, "choose_path", lambda w, from_memory=True: (path, {}))
+    # keep every layer on the forced path (the whole-step timing could move them all to native)
+    monkeypatch.setattr(fast_linear, "_fuse_whole_model", lambda model: None)
     model = prepare_for_decode(tiny().to(dtype))
     kinds = {type(m) for m in model.modules() if isinstance(m, nn.Linear)}
     assert kinds == {CLASS[path]}

@@ -122,3 +122,30 @@ def test_without_the_kernels_nothing_is_fused(monkeypatch):
     fast_linear.prepare_for_decode(model)
     assert not fused.is_fused(model)
     assert fused.status(model) == "fused decode step not used: llmnotes.native is unavailable: no compiler (test)"
+
+
+@needs_native
+@pytest.mark.parametrize("fused_faster", [True, False])
+def test_whole_step_timing_decides_against_per_shape_winners(monkeypatch, fused_faster):
+    """A shape whose product alone is faster column-major keeps the fused step out of the per-shape
+    plan; prepare_for_decode then times whole steps both ways and keeps the faster, and the
+    tokens are the plain model's either way."""
+    model = gpt2_shaped()
+    plain = copy.deepcopy(model)
+    c_fc = model.transformer.h[0].mlp.c_fc.weight.shape
+    real_choose = fast_linear.choose_path
+    monkeypatch.setattr(fast_linear, "choose_path", lambda w, from_memory=True: (
+        ("column-major", {}) if tuple(w.shape) == tuple(c_fc) else real_choose(w, from_memory)))
+    monkeypatch.setattr(fast_linear, "MIN_SPLIT_ELEMENTS", 0)
+    fast_ms = {True: 1.0, False: 2.0} if fused_faster else {True: 2.0, False: 1.0}
+    monkeypatch.setattr(fused, "decode_step_ms", lambda m, steps=4: fast_ms[fused.is_fused(m)])
+    fast_linear.prepare_for_decode(model)
+    layer = model.transformer.h[0].mlp.c_fc
+    assert fused.is_fused(model) is fused_faster, fused.status(model)
+    assert f"per-shape winners ({tuple(c_fc)} column-major" in fused.status(model)
+    assert fast_linear.current_path(layer) == ("native" if fused_faster else "column-major")
+    entry = {e["shape"]: e for e in fast_linear.decode_plan(model)}[tuple(c_fc)]
+    assert entry["path"] == ("native" if fused_faster else "column-major")
+    assert entry.get("fastest_alone") == ("column-major" if fused_faster else None)
+    idx = torch.randint(0, 512, (1, 5), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(generate(model, idx, 12, temperature=0), generate(plain, idx, 12, temperature=0))

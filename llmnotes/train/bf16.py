@@ -165,7 +165,8 @@ def attention_step_ms(attn: nn.Module, batch: int, seq: int, rounds: int = 5) ->
     layer = _copy.deepcopy(attn).to(torch.bfloat16).train()
     layer.dropout = 0.0  # timing only: no dropout masks
     width = layer.c_attn.in_features
-    x = torch.randn(batch, seq, width, dtype=torch.bfloat16, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)  # the run's own random stream stays untouched
+    x = torch.randn(batch, seq, width, generator=gen).to(torch.bfloat16).requires_grad_()
     best = {"sdpa": float("inf"), "manual": float("inf")}
     for r in range(rounds + 1):  # round 0 warms up
         for impl in best:
