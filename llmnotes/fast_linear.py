@@ -173,16 +173,24 @@ class PackedLinear(nn.Linear):
 class NativeLinear(nn.Linear):
     """An ``nn.Linear`` whose one-row float32 products with no gradient needed run
     :mod:`llmnotes.native`'s ``gemv_f32`` (each weight row read front to back with AVX-512,
-    rows split across the threads). Weight, parameters and state dict are unchanged; every
-    other input goes to ``F.linear``."""
+    rows split across the threads), and, where ``rows_kernel`` is set (measured by
+    :func:`prepare_for_decode`), products of up to ``MAX_SPLIT_ROWS`` rows (a prompt, a small
+    batch) its ``gemm_f32_rows``. Weight, parameters and state dict are unchanged; every other
+    input goes to ``F.linear``."""
+
+    rows_kernel: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.numel() == self.in_features and x.dtype == torch.float32 and x.device.type == "cpu"
+        rows = x.numel() // self.in_features
+        if ((rows == 1 or (self.rows_kernel and rows <= MAX_SPLIT_ROWS))
+                and x.dtype == torch.float32 and x.device.type == "cpu"
                 and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
                 and not torch.compiler.is_compiling() and x.is_contiguous() and self.weight.is_contiguous()):
             kernels = native.kernels()
             if kernels is not None:
-                return kernels.gemv_f32(x.view(-1), self.weight, self.bias).view(*x.shape[:-1], self.out_features)
+                y = (kernels.gemv_f32(x.view(-1), self.weight, self.bias) if rows == 1
+                     else kernels.gemm_f32_rows(x.view(rows, -1), self.weight, self.bias))
+                return y.view(*x.shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -269,6 +277,28 @@ def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, di
         return pick_fastest(key, candidates, baseline="plain", per_call=copies)
 
 
+ROWS_PROBE = 16  # rows the few-row product is timed with (a short prompt)
+
+
+def choose_rows_kernel(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, dict[str, float]]:
+    """Measure ``F.linear`` against llmnotes' ``gemm_f32_rows`` for ``ROWS_PROBE`` input rows
+    of ``weight``'s shape (a prompt through a :class:`NativeLinear`), from memory like
+    :func:`choose_path`; return ``("torch" | "native", medians_ms)``."""
+    key = ("decode-rows", tuple(weight.shape), weight.dtype, from_memory)
+    cached = cached_choice(key)
+    kernels = native.kernels() if weight.dtype == torch.float32 else None
+    if cached is not None or kernels is None:
+        return cached or ("torch", {})
+    x = torch.randn(ROWS_PROBE, weight.shape[1], dtype=weight.dtype)
+    weight_bytes = weight.numel() * weight.element_size()
+    copies = max(1, math.ceil(2 * cache_bytes() / weight_bytes)) if from_memory else 1
+    rows = [weight.detach().contiguous().clone() for _ in range(copies)]
+    candidates = {"torch": lambda: [F.linear(x, w) for w in rows],
+                  "native": lambda: [kernels.gemm_f32_rows(x, w, None) for w in rows]}
+    with torch.no_grad():
+        return pick_fastest(key, candidates, baseline="torch", per_call=copies)
+
+
 def reads_from_memory(model: nn.Module) -> bool:
     """True if ``model``'s linear weights (float or quantized codes) together outgrow the
     last-level cache, so that decoding reads them from memory every token (false for small
@@ -298,7 +328,9 @@ def decode_plan(model: nn.Module) -> list[dict]:
     thread count): dicts with ``shape``, ``dtype``, ``layers`` (how many), ``path`` and
     ``ms`` (median milliseconds per candidate for one matrix-vector product), plus
     ``fastest_alone`` where the whole-step timing put the layers on another path than the
-    product alone measured fastest (so that one fused call runs the step). Quantized layers
+    product alone measured fastest (so that one fused call runs the step), and for layers on
+    llmnotes' kernel ``rows``: (``"native"`` or ``"torch"``, median ms of each for
+    ``ROWS_PROBE`` rows), what their prompts and small batches use. Quantized layers
     appear with ``dtype`` like ``"int8"`` or ``"int4 (groups of 32)"`` and their kernels as paths."""
     plan: dict[tuple, dict] = {}
     from_memory = reads_from_memory(model)
@@ -321,6 +353,9 @@ def decode_plan(model: nn.Module) -> list[dict]:
         entry = plan.setdefault(key, {"shape": shape, "dtype": dtype, "layers": 0, "path": choice[0], "ms": choice[1]})
         if len(choice) > 2:
             entry["fastest_alone"] = choice[2]
+        if type(module) is NativeLinear:
+            entry["rows"] = ("native" if module.rows_kernel else "torch",
+                             (cached_choice(("decode-rows", shape, module.weight.dtype, from_memory)) or (None, {}))[1])
         entry["layers"] += 1
     return list(plan.values())
 
@@ -445,4 +480,7 @@ def prepare_for_decode(model: nn.Module, enable: bool = True, path: str = "auto"
         fused.fuse_for_decode(model, measure=path == "auto")  # one C++ call per token, if it pays
         if path == "auto":
             _fuse_whole_model(model)
+    for module in model.modules():  # prompts and small batches through llmnotes' layers too
+        if type(module) is NativeLinear:
+            module.rows_kernel = enable and (path == "native" or choose_rows_kernel(module.weight, from_memory)[0] == "native")
     return model

@@ -93,6 +93,18 @@ def test_gemv_q4_is_exact_block_arithmetic(group_size):
 
 
 @needs_native
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 16, 17, 64])
+@pytest.mark.parametrize("shape", [(2304, 768), (7, 3), (130, 1000), (6, 16)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gemm_f32_rows_matches_f_linear(rows, shape, bias):
+    """Every tile size (4 x 4 and the edges: 1-3 input rows, 1-3 weight rows, a partial vector)."""
+    torch.manual_seed(rows)
+    w, x = torch.randn(shape), torch.randn(rows, shape[1])
+    b = torch.randn(shape[0]) if bias else None
+    torch.testing.assert_close(KERNELS.gemm_f32_rows(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+
+
+@needs_native
 def test_kernels_give_the_same_bits_at_any_thread_count():
     torch.manual_seed(3)
     w, x = torch.randn(4096, 768), torch.randn(768)
@@ -103,10 +115,11 @@ def test_kernels_give_the_same_bits_at_any_thread_count():
         out = []
         for t in (1, 2):
             torch.set_num_threads(t)
-            out.append((KERNELS.gemv_f32(x, w, None), KERNELS.gemv_q8(x, codes, scale, None)))
+            out.append((KERNELS.gemv_f32(x, w, None), KERNELS.gemv_q8(x, codes, scale, None),
+                        KERNELS.gemm_f32_rows(torch.stack([x, -x, 2 * x]), w, None)))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(out[0], out[1]))
 
 
 @needs_native
@@ -120,6 +133,10 @@ def test_bad_inputs_say_what_is_wrong():
         KERNELS.gemv_f32(torch.randn(64), w, torch.randn(7))
     with pytest.raises(RuntimeError, match="row_scale"):
         KERNELS.gemv_q8(torch.randn(64), torch.zeros(8, 64, dtype=torch.int8), torch.ones(3), None)
+    with pytest.raises(RuntimeError, match="x has 32 columns but w has 64"):
+        KERNELS.gemm_f32_rows(torch.randn(3, 32), w, None)
+    with pytest.raises(RuntimeError, match=r"\(rows, in\) float32"):
+        KERNELS.gemm_f32_rows(torch.randn(3, 64).t(), w, None)
     with pytest.raises(RuntimeError, match="0..15"):
         KERNELS.pack_q4(torch.full((2, 64), 16, dtype=torch.uint8))
     with pytest.raises(RuntimeError, match="divisible by 64"):
@@ -166,6 +183,54 @@ def test_native_linear_one_row_matches_f_linear_under_no_grad():
     with torch.no_grad():
         torch.testing.assert_close(fast(x), lin(x), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(fast(torch.randn(3, 768)).shape, torch.Size([3, 512]))
+
+
+@needs_native
+def test_native_linear_rows_kernel_for_prompts_only_where_set():
+    lin = nn.Linear(768, 512)
+    fast = copy.deepcopy(lin)
+    fast.__class__ = fast_linear.NativeLinear
+    x = torch.randn(2, 5, 768)  # 10 rows: a prompt or a small batch
+    calls = []
+    real = KERNELS.gemm_f32_rows
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(KERNELS, name)
+
+        def gemm_f32_rows(self, *a):
+            calls.append(a[0].shape)
+            return real(*a)
+
+    import llmnotes.native as native_mod
+    orig = native_mod.kernels
+    native_mod.kernels = lambda: Spy()
+    try:
+        with torch.no_grad():
+            fast(x)
+            assert calls == []  # not measured faster: F.linear
+            fast.rows_kernel = True
+            torch.testing.assert_close(fast(x), lin(x), rtol=1e-5, atol=1e-5)
+            assert calls == [torch.Size([10, 768])]
+            fast(torch.randn(65, 768))  # above MAX_SPLIT_ROWS: F.linear again
+            assert len(calls) == 1
+        out = fast(x.requires_grad_())  # training: F.linear, with gradients
+        out.sum().backward()
+        assert len(calls) == 1 and x.grad is not None
+    finally:
+        native_mod.kernels = orig
+
+
+@needs_native
+def test_prepare_measures_the_rows_kernel_and_reports_it():
+    model = fast_linear.prepare_for_decode(gpt2_shaped(), path="native")
+    assert all(m.rows_kernel for m in model.modules() if type(m) is fast_linear.NativeLinear)
+    model = gpt2_shaped()
+    fast_linear.prepare_for_decode(model)
+    for entry in fast_linear.decode_plan(model):
+        if entry["path"] == "native":
+            choice, ms = entry["rows"]
+            assert choice in ("native", "torch") and set(ms) == {"native", "torch"}
 
 
 @needs_native

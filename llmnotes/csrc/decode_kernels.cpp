@@ -93,6 +93,74 @@ torch::Tensor gemv_f32(const torch::Tensor& x, const torch::Tensor& w, const c10
   return y;
 }
 
+// A few rows at once (a prompt, a small batch): every weight row is used once per input row,
+// so the product is bound by multiply-adds, not memory. A tile of MR input rows by NR weight
+// rows keeps MR x NR accumulators in registers: each step along the input loads MR + NR
+// vectors and does MR x NR multiply-adds (4 x 4: 8 loads for 16), and the weight tile is read
+// from memory once for all the input rows, which stay in L2.
+template <int MR, int NR>
+inline void tile_f32(const float* X, int64_t ldx, const float* W, int64_t K, float* Y, int64_t ldy, const float* B) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 w[NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) w[j] = _mm512_loadu_ps(W + j * K + k);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m512 x = _mm512_loadu_ps(X + i * ldx + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
+    }
+  }
+  if (k < K) {  // the last partial vector
+    const __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+    for (int j = 0; j < NR; ++j) {
+      const __m512 w = _mm512_maskz_loadu_ps(m, W + j * K + k);
+      for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, X + i * ldx + k), w, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) Y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]) + (B ? B[j] : 0.f);
+}
+
+template <int NR>
+inline void rows_f32(const float* X, int64_t M, int64_t K, const float* W, float* Y, int64_t N, const float* B) {
+  int64_t i = 0;
+  for (; i + 4 <= M; i += 4) tile_f32<4, NR>(X + i * K, K, W, K, Y + i * N, N, B);
+  switch (M - i) {
+    case 3: tile_f32<3, NR>(X + i * K, K, W, K, Y + i * N, N, B); break;
+    case 2: tile_f32<2, NR>(X + i * K, K, W, K, Y + i * N, N, B); break;
+    case 1: tile_f32<1, NR>(X + i * K, K, W, K, Y + i * N, N, B); break;
+  }
+}
+
+torch::Tensor gemm_f32_rows(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat32 && w.is_contiguous(),
+              "w must be a contiguous (out, in) float32 matrix");
+  TORCH_CHECK(x.dim() == 2 && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
+              "x must be a contiguous (rows, in) float32 CPU matrix");
+  const int64_t N = w.size(0), K = w.size(1), M = x.size(0);
+  TORCH_CHECK(x.size(1) == K, "x has ", x.size(1), " columns but w has ", K);
+  auto y = torch::empty({M, N}, x.options());
+  const float *W = w.data_ptr<float>(), *X = x.data_ptr<float>(), *B = bias_ptr(bias, N);
+  float* Y = y.data_ptr<float>();
+  const int64_t blocks = (N + 3) / 4;  // 4 weight rows per tile
+  at::parallel_for(0, blocks, std::max<int64_t>(1, grain_rows(K * 4 * M) / 4), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t n = b * 4, nr = std::min<int64_t>(4, N - n);
+      const float* bn = B ? B + n : nullptr;
+      if (nr == 4) rows_f32<4>(X, M, K, W + n * K, Y + n, N, bn);
+      else if (nr == 3) rows_f32<3>(X, M, K, W + n * K, Y + n, N, bn);
+      else if (nr == 2) rows_f32<2>(X, M, K, W + n * K, Y + n, N, bn);
+      else rows_f32<1>(X, M, K, W + n * K, Y + n, N, bn);
+    }
+  });
+  return y;
+}
+
 // ------------------------------------------------------------------------------------------
 // the activation vector as int8 blocks
 // ------------------------------------------------------------------------------------------
@@ -367,6 +435,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("x"), py::arg("past"), py::arg("k_cache"), py::arg("v_cache"),
            py::call_guard<py::gil_scoped_release>());
   m.def("gemv_f32", &gemv_f32, "y = w @ x + bias for one float32 row x", py::arg("x"), py::arg("w"), py::arg("bias"));
+  m.def("gemm_f32_rows", &gemm_f32_rows, "y = x @ w.T + bias for a few float32 rows x (rows, in)",
+        py::arg("x"), py::arg("w"), py::arg("bias"));
   m.def("gemv_q8", &gemv_q8, "y = (qweight @ x) * row_scale + bias, x quantized to int8 blocks of 32",
         py::arg("x"), py::arg("qweight"), py::arg("row_scale"), py::arg("bias"));
   m.def("pack_q4", &pack_q4, "4-bit codes (out, in) -> the layout gemv_q4 reads", py::arg("codes"));
