@@ -73,13 +73,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device, master=None) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter 2017, arXiv:1711.05101); the fused CUDA kernel on a GPU.
+    """AdamW (Loshchilov & Hutter 2017, arXiv:1711.05101), PyTorch's fused kernel on CUDA and CPU.
 
     With ``master`` (a ``llmnotes.train.bf16.MasterWeights``) it updates the float32 master copies,
     grouped exactly as the model's own parameters would be."""
-    # fused: one pass over memory per tensor. Also on a CPU for float32 masters, whose run is
-    # already not bit-identical to fp32 training (measured 5x the for-loop kernel on CPU).
-    extra = {"fused": True} if device.type == "cuda" or master is not None else {}
+    # fused: one pass over memory per tensor. On a CPU, GPT-2 small's update took 82-88 ms fused
+    # against 425-841 ms for the default for-loop kernel (1 thread); the results agree to float
+    # rounding (tests/test_train.py compares with the for-loop optimizer).
+    extra = {"fused": True} if device.type in ("cuda", "cpu") else {}
     groups = param_groups(model, config.weight_decay)
     if master is not None:
         to_master = {id(p): m for p, m in zip(master.model_params, master.masters)}
