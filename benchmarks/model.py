@@ -14,7 +14,9 @@ shapes (``benchmarks/gemm_peak.py``, before and after the steps; the higher is k
 every row's model FLOP/s (``llmnotes.calc.flops_per_token``, 6N + attention) as a fraction of the
 peak of its dtype. ``--bf16`` adds bf16 rows: llmnotes with bf16 weights and fp32 master weights
 (``llmnotes.bf16``; the step includes moving gradients to the masters and rounding them back),
-and both models under bf16 autocast. Steps are forward + backward (no optimizer update).
+and both models under bf16 autocast. Steps are forward + backward; ``--optimizer`` adds the
+AdamW update (PyTorch's fused kernel for every row, as ``Trainer`` uses; for bf16-master it
+updates the fp32 masters), which makes each row a whole training step.
 """
 
 from __future__ import annotations
@@ -32,28 +34,41 @@ from llmnotes.model import lm_loss
 from llmnotes.utils import autocast, pick_device
 
 
-def step_fn(model, idx, is_hf, dtype):
+def adamw(params):
+    """The update every row gets with --optimizer: AdamW, PyTorch's fused kernel (as Trainer)."""
+    return torch.optim.AdamW(params, lr=1e-5, fused=True)
+
+
+def step_fn(model, idx, is_hf, dtype, optimizer=False):
+    opt = adamw(model.parameters()) if optimizer else None
+
     def step():
         with autocast(idx.device, dtype):
             logits = model(idx).logits if is_hf else model(idx)
             loss = lm_loss(logits[:, :-1], idx[:, 1:])
         loss.backward()
+        if opt is not None:
+            opt.step()
         model.zero_grad(set_to_none=True)
     return step
 
 
-def master_step_fn(model, idx):
+def master_step_fn(model, idx, optimizer=False):
     """bf16 weights, fp32 masters: forward+backward in bf16, gradients into the masters, and
     the masters rounded back into the model (what a Trainer step adds besides the update)."""
     master = MasterWeights(model)
     impl, why = master.choose_attention(idx)  # as Trainer does: fused or explicit, measured
     print(f"bf16-master attention: {impl} ({why})")
     master.to_bf16()
+    opt = adamw(master.masters) if optimizer else None
 
     def step():
         loss = lm_loss(model(idx)[:, :-1].float(), idx[:, 1:])
         loss.backward()
         master.grads_to_masters()
+        if opt is not None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         master.masters_to_model()
     return step
 
@@ -76,6 +91,7 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=0, help="also time greedy decoding of this many tokens")
     ap.add_argument("--roofline", action="store_true", help="report each row as a fraction of the GEMM peak")
     ap.add_argument("--bf16", action="store_true", help="add bf16 rows (master weights, autocast)")
+    ap.add_argument("--optimizer", action="store_true", help="include the AdamW update in every step")
     args = ap.parse_args()
 
     import transformers
@@ -93,14 +109,16 @@ def main() -> None:
     else:
         ours_run, theirs_run = ours, theirs
     idx = torch.randint(0, ours.config.vocab_size, (args.batch, args.seq), device=device)
-    steps = {"llmnotes": step_fn(ours_run, idx, False, dtype), "transformers": step_fn(theirs_run, idx, True, dtype)}
+    opt = args.optimizer
+    steps = {"llmnotes": step_fn(ours_run, idx, False, dtype, opt),
+             "transformers": step_fn(theirs_run, idx, True, dtype, opt)}
     row_dtype = {"llmnotes": "bf16" if dtype else "fp32", "transformers": "bf16" if dtype else "fp32"}
     if args.bf16 and device.type == "cpu":
         import copy
 
-        steps["llmnotes bf16-master"] = master_step_fn(copy.deepcopy(ours), idx)
-        steps["llmnotes bf16 autocast"] = step_fn(ours_run, idx, False, torch.bfloat16)
-        steps["transformers bf16 autocast"] = step_fn(theirs_run, idx, True, torch.bfloat16)
+        steps["llmnotes bf16-master"] = master_step_fn(copy.deepcopy(ours), idx, opt)
+        steps["llmnotes bf16 autocast"] = step_fn(ours_run, idx, False, torch.bfloat16, opt)
+        steps["transformers bf16 autocast"] = step_fn(theirs_run, idx, True, torch.bfloat16, opt)
         row_dtype.update({k: "bf16" for k in steps if "bf16" in k})
     peaks = gemm_peaks(args) if args.roofline else None
     times = {k: [] for k in steps}
@@ -153,7 +171,8 @@ def roofline_table(med: dict, row_dtype: dict, peaks: dict, config, args) -> str
 
     flops = flops_per_token(config, args.seq) * args.batch * args.seq
     lines = [f"GEMM peak at these shapes: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
-             f"(model FLOPs per step {flops / 1e9:.1f} G, forward + backward)", "",
+             f"(model FLOPs per step {flops / 1e9:.1f} G, forward + backward"
+             f"{'; every step also runs the AdamW update' if args.optimizer else ''})", "",
              "| step | ms/step | tokens/s | model GFLOP/s | of its dtype's peak | vs transformers (same dtype) "
              "| vs llmnotes fp32 |", "|---|---:|---:|---:|---:|---:|---:|"]
     hf = {row_dtype[k]: med[k] for k in med if k.startswith("transformers")}

@@ -393,7 +393,8 @@ def _fuse_whole_model(model: nn.Module, rounds: int = 2) -> None:
     Per-shape timing cannot see this trade: a layout that wins one product by 5% can cost the
     whole step the fused call's saving (the Python around a GPT-2 block, ~10% of a token)."""
     layers = [m for m in model.modules() if type(m) in (SplitKLinear, PackedLinear)]
-    if not layers or fused.is_fused(model) or native.kernels() is None:
+    if (not layers or fused.is_fused(model) or native.kernels() is None
+            or any(m.weight.dtype != torch.float32 for m in layers)):  # llmnotes' kernel is float32's
         return
     winners = {m: current_path(m) for m in layers}
 
