@@ -171,9 +171,10 @@ class PackedLinear(nn.Linear):
 
 
 class NativeLinear(nn.Linear):
-    """An ``nn.Linear`` whose one-row float32 products with no gradient needed run
+    """An ``nn.Linear`` whose one-row products with no gradient needed run
     :mod:`llmnotes.native`'s ``gemv_f32`` (each weight row read front to back with AVX-512,
-    rows split across the threads), and, where ``rows_kernel`` is set (measured by
+    rows split across the threads), or ``gemv_bf16`` for bfloat16 on CPUs with AVX512-BF16,
+    and, where ``rows_kernel`` is set (measured by
     :func:`prepare_for_decode`), products of up to ``MAX_SPLIT_ROWS`` rows (a prompt, a small
     batch) its ``gemm_f32_rows``. Weight, parameters and state dict are unchanged; every other
     input goes to ``F.linear``."""
@@ -182,16 +183,23 @@ class NativeLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
-        if ((rows == 1 or (self.rows_kernel and rows <= MAX_SPLIT_ROWS))
-                and x.dtype == torch.float32 and x.device.type == "cpu"
+        if (x.device.type == "cpu" and x.dtype == self.weight.dtype and not torch.compiler.is_compiling()
                 and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
-                and not torch.compiler.is_compiling() and x.is_contiguous() and self.weight.is_contiguous()):
-            kernels = native.kernels()
-            if kernels is not None:
-                y = (kernels.gemv_f32(x.view(-1), self.weight, self.bias) if rows == 1
-                     else kernels.gemm_f32_rows(x.view(rows, -1), self.weight, self.bias))
+                and x.is_contiguous() and self.weight.is_contiguous()):
+            kernel = self._kernel(rows, x.dtype)
+            if kernel is not None:
+                y = kernel(x.view(-1) if rows == 1 else x.view(rows, -1), self.weight, self.bias)
                 return y.view(*x.shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
+
+    def _kernel(self, rows: int, dtype: torch.dtype):
+        kernels = native.kernels()
+        if kernels is None:
+            return None
+        if dtype == torch.float32:
+            return kernels.gemv_f32 if rows == 1 else (
+                kernels.gemm_f32_rows if self.rows_kernel and rows <= MAX_SPLIT_ROWS else None)
+        return native.bf16_kernel() if dtype == torch.bfloat16 and rows == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,9 +278,10 @@ def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, di
     packed = [onednn_pack(r) for r in rows]
     if all(p is not None for p in packed):
         candidates["onednn-packed"] = lambda: [onednn_linear(x, p, None) for p in packed]
-    kernels = native.kernels() if weight.dtype == torch.float32 else None
-    if kernels is not None:
-        candidates["native"] = lambda: [kernels.gemv_f32(x.view(-1), w, None) for w in rows]
+    kernel = {torch.float32: getattr(native.kernels(), "gemv_f32", None),
+              torch.bfloat16: native.bf16_kernel()}.get(weight.dtype)
+    if kernel is not None:
+        candidates["native"] = lambda: [kernel(x.view(-1), w, None) for w in rows]
     with torch.no_grad():
         return pick_fastest(key, candidates, baseline="plain", per_call=copies)
 
@@ -393,8 +402,9 @@ def _fuse_whole_model(model: nn.Module, rounds: int = 2) -> None:
     Per-shape timing cannot see this trade: a layout that wins one product by 5% can cost the
     whole step the fused call's saving (the Python around a GPT-2 block, ~10% of a token)."""
     layers = [m for m in model.modules() if type(m) in (SplitKLinear, PackedLinear)]
+    native_dtypes = {torch.float32} | ({torch.bfloat16} if native.bf16_kernel() else set())
     if (not layers or fused.is_fused(model) or native.kernels() is None
-            or any(m.weight.dtype != torch.float32 for m in layers)):  # llmnotes' kernel is float32's
+            or any(m.weight.dtype not in native_dtypes for m in layers)):  # no kernel of llmnotes' for them
         return
     winners = {m: current_path(m) for m in layers}
 

@@ -62,12 +62,17 @@ def fusable(model: nn.Module) -> str | None:
     missing = [name for name, ok in checks.items() if not ok]
     if missing:
         return "needs " + ", ".join(missing)
+    # one dtype throughout: float32 (float or llmnotes-quantized linears) or bfloat16
+    dtype = model.transformer.wte.weight.dtype
+    if dtype not in (torch.float32, torch.bfloat16):
+        return f"weights are {dtype}; the fused step runs float32 or bfloat16 models"
     for name, module in _linears(model):
-        if _describe(module) is None:
+        described = _describe(module)
+        if described is None or (dtype == torch.bfloat16) != (described[0] == "bf16"):
             return f"{name} ({type(module).__name__}) is not a layer the native kernels run"
     for name, module in _norms(model):
-        if type(module) is not nn.LayerNorm or module.weight is None or module.weight.dtype != torch.float32:
-            return f"{name} is not a float32 nn.LayerNorm"
+        if type(module) is not nn.LayerNorm or module.weight is None or module.weight.dtype != dtype:
+            return f"{name} is not a {str(dtype).split('.')[-1]} nn.LayerNorm"
     return None
 
 
@@ -145,10 +150,11 @@ def _describe(module: nn.Module) -> tuple | None:
     """``(kind, weight, scale, bias, group)`` for DecodePlan, or None if no kernel reads it."""
     if type(module) in FLOAT_LINEARS:
         w = module.weight
-        if w.dtype != torch.float32 or not w.is_contiguous() or w.device.type != "cpu":
+        kind = {torch.float32: "f32", torch.bfloat16: "bf16" if native.bf16_kernel() else None}.get(w.dtype)
+        if kind is None or not w.is_contiguous() or w.device.type != "cpu":
             return None
         weight, bias = _weight_bias(module)
-        return ("f32", weight, None, bias, 0)
+        return (kind, weight, None, bias, 0)
     fmt = module._native_format() if hasattr(module, "_native_format") else None
     if fmt is None or module.qweight.device.type != "cpu":
         return None

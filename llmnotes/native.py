@@ -5,8 +5,9 @@ float32 layouts streamed GPT-2's weights from memory at 11 to 18 GB/s on one cor
 that reads each weight row front to back with AVX-512 and a software prefetch reached 19 to
 23 GB/s; its int8 (FBGEMM) and 4-bit kernels were 1.1x to 2.2x slower than the same loop over
 integer weights (``benchmarks/RESULTS.md`` has the timings). The kernels in
-``llmnotes/csrc/decode_kernels.cpp`` are that loop for float32, per-row int8 and grouped 4-bit
-weights; its header explains them. ``llmnotes/fused.py`` builds a whole decode step on them.
+``llmnotes/csrc/decode_kernels.cpp`` are that loop for float32, bfloat16 (on CPUs with
+AVX512-BF16: :func:`bf16_kernel`), per-row int8 and grouped 4-bit weights, plus a few-row
+float32 product for prompts; its header explains them. ``llmnotes/fused.py`` builds a whole decode step on them.
 
 They are optional. :func:`kernels` compiles the file with PyTorch's C++ extension builder
 (``torch.utils.cpp_extension.load``: a C++ compiler and ``ninja`` must be installed) the first
@@ -47,7 +48,8 @@ def unavailable() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def kernels():
-    """The compiled kernel module (``gemv_f32``, ``gemv_q8``, ``pack_q4``, ``gemv_q4``), or
+    """The compiled kernel module (``gemv_f32``, ``gemv_bf16``, ``gemm_f32_rows``, ``gemv_q8``,
+    ``pack_q4``, ``gemv_q4``, ``DecodePlan``), or
     ``None`` where they cannot run here (:func:`unavailable` says why). Compiles on first call."""
     reason = _why_not()
     if reason is None:
@@ -57,6 +59,15 @@ def kernels():
             reason = f"building {SOURCE.name} failed: {type(exc).__name__}: {_first_error(str(exc))}"
     _REASON.append(reason)
     return None
+
+
+def bf16_kernel():
+    """``gemv_bf16`` (bfloat16 weights and activations, one row) where the kernels build and the
+    CPU has AVX512-BF16 (which AVX-512 with VNNI does not imply), else None."""
+    from llmnotes.qkernels import cpu_flags
+
+    k = kernels()
+    return k.gemv_bf16 if k is not None and "avx512_bf16" in cpu_flags() else None
 
 
 def _why_not() -> str | None:

@@ -22,9 +22,13 @@ def gpt2_shaped(**overrides):
     return GPT(GPTConfig.from_preset("gpt2", **{**config, **overrides})).eval()
 
 
+needs_bf16 = pytest.mark.skipif(native.bf16_kernel() is None, reason="no AVX512-BF16 kernel on this CPU/build")
+
+
 def prepared(kind: str):
     model = gpt2_shaped()
-    if kind == "fp32":
+    if kind in ("fp32", "bf16"):
+        model = model.to(torch.bfloat16) if kind == "bf16" else model
         fast_linear.prepare_for_decode(model, path="native")
     else:
         kw = {"embeddings": True} if kind == "int8" else {"group_size": 32, "symmetric": True}
@@ -42,7 +46,7 @@ def python_path(model):
 
 
 @needs_native
-@pytest.mark.parametrize("kind", ["fp32", "int8", "int4"])
+@pytest.mark.parametrize("kind", ["fp32", "int8", "int4", pytest.param("bf16", marks=needs_bf16)])
 def test_fused_step_equals_the_python_path_bit_for_bit(kind):
     model = prepared(kind)
     twin = python_path(model)
@@ -113,6 +117,11 @@ def test_fusable_says_why_not():
     model = gpt2_shaped()
     fast_linear.prepare_for_decode(model, enable=False)
     assert fused.status(model) == "fused decode step off" and not fused.is_fused(model)
+    assert "float16" in fused.fusable(gpt2_shaped().half())
+    mixed = gpt2_shaped().to(torch.bfloat16)
+    mixed.transformer.ln_f.float()  # one LayerNorm left in float32: not one dtype throughout
+    if native.bf16_kernel() is not None:
+        assert fused.fusable(mixed) == "transformer.ln_f is not a bfloat16 nn.LayerNorm"
 
 
 def test_without_the_kernels_nothing_is_fused(monkeypatch):

@@ -104,6 +104,36 @@ def test_gemm_f32_rows_matches_f_linear(rows, shape, bias):
     torch.testing.assert_close(KERNELS.gemm_f32_rows(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
 
 
+needs_bf16 = pytest.mark.skipif(native.bf16_kernel() is None, reason="no AVX512-BF16 kernel on this CPU/build")
+
+
+@needs_bf16
+@pytest.mark.parametrize("shape", [(2304, 768), (50, 100), (7, 3), (130, 1000)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gemv_bf16_is_float32_sums_rounded_once(shape, bias):
+    """Oracle: the bf16 products summed in float32 (exact: bf16 x bf16 fits in float32), the
+    bias added, one rounding to bf16. Summation order may move a result by one bf16 step."""
+    torch.manual_seed(1)
+    w, x = torch.randn(shape).bfloat16(), torch.randn(shape[1]).bfloat16()
+    b = torch.randn(shape[0]).bfloat16() if bias else None
+    got = KERNELS.gemv_bf16(x, w, b)
+    exact = w.double() @ x.double() + (b.double() if bias else 0)
+    assert got.dtype == torch.bfloat16
+    step = torch.finfo(torch.bfloat16).eps * exact.abs().clamp_min(1e-3)  # one bf16 step at each value
+    assert ((got.double() - exact).abs() <= step).all()
+    torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-2, atol=1e-2)
+
+
+@needs_bf16
+def test_gemv_bf16_rejects_other_dtypes():
+    with pytest.raises(RuntimeError, match="bfloat16"):
+        KERNELS.gemv_bf16(torch.randn(64), torch.randn(8, 64).bfloat16(), None)
+    with pytest.raises(RuntimeError, match="bfloat16 matrix"):
+        KERNELS.gemv_bf16(torch.randn(64).bfloat16(), torch.randn(8, 64), None)
+    with pytest.raises(RuntimeError, match="bias must be"):
+        KERNELS.gemv_bf16(torch.randn(64).bfloat16(), torch.randn(8, 64).bfloat16(), torch.randn(8))
+
+
 @needs_native
 def test_kernels_give_the_same_bits_at_any_thread_count():
     torch.manual_seed(3)

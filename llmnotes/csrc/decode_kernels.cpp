@@ -93,6 +93,50 @@ torch::Tensor gemv_f32(const torch::Tensor& x, const torch::Tensor& w, const c10
   return y;
 }
 
+// bfloat16 weights and activations, on CPUs with AVX512-BF16 (checked at run time: the rest of
+// this file needs only AVX-512 and VNNI, so only this function is compiled for it). vdpbf16ps
+// multiplies 32 bf16 pairs and adds each two neighbouring products into one of 16 float lanes:
+// one instruction per 64 bytes of weights. The sum is float32, rounded to bf16 once at the end
+// (as PyTorch's bf16 F.linear does).
+__attribute__((target("avx512bf16,avx512f,avx512bw"))) inline float dot_bf16(const uint16_t* w, const uint16_t* x, int64_t K) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + k), (__m512bh)_mm512_loadu_si512(x + k));
+    a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(w + k + 32), (__m512bh)_mm512_loadu_si512(x + k + 32));
+  }
+  for (; k < K; k += 32) {
+    const __mmask32 m = K - k >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
+    a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(m, w + k), (__m512bh)_mm512_maskz_loadu_epi16(m, x + k));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
+  TORCH_CHECK(__builtin_cpu_supports("avx512bf16"), "gemv_bf16 needs a CPU with AVX512-BF16");
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kBFloat16 && w.is_contiguous(),
+              "w must be a contiguous (out, in) bfloat16 matrix");
+  const int64_t N = w.size(0), K = w.size(1);
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kBFloat16 && x.is_contiguous(),
+              "x must be a contiguous bfloat16 CPU tensor");
+  TORCH_CHECK(x.numel() == K, "x must hold one row of ", K, " values, got ", x.numel());
+  if (bias.has_value())
+    TORCH_CHECK(bias->scalar_type() == torch::kBFloat16 && bias->is_contiguous() && bias->numel() == N,
+                "bias must be a contiguous bfloat16 tensor of ", N, " values");
+  auto y = torch::empty({N}, x.options());
+  const uint16_t *W = (const uint16_t*)w.data_ptr(), *X = (const uint16_t*)x.data_ptr();
+  const at::BFloat16* B = bias.has_value() ? bias->data_ptr<at::BFloat16>() : nullptr;
+  at::BFloat16* Y = y.data_ptr<at::BFloat16>();
+  at::parallel_for(0, N, grain_rows(K * 2), [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      _mm_prefetch((const char*)(W + n * K) + kPrefetchBytes, _MM_HINT_T0);
+      // the bias is added in float32 before the one rounding, as oneDNN's bf16 addmm does
+      Y[n] = at::BFloat16(dot_bf16(W + n * K, X, K) + (B ? static_cast<float>(B[n]) : 0.f));
+    }
+  });
+  return y;
+}
+
 // A few rows at once (a prompt, a small batch): every weight row is used once per input row,
 // so the product is bound by multiply-adds, not memory. A tile of MR input rows by NR weight
 // rows keeps MR x NR accumulators in registers: each step along the input loads MR + NR
@@ -345,13 +389,14 @@ torch::Tensor gemv_q4(const torch::Tensor& x, const torch::Tensor& packed, const
 // when that path uses these kernels (llmnotes/fused.py builds it and checks that it pays).
 
 struct PlanLinear {
-  int kind;  // 0 float32, 1 int8 per row, 2 4-bit groups
+  int kind;  // 0 float32, 1 int8 per row, 2 4-bit groups, 3 bfloat16
   torch::Tensor w, scale;
   c10::optional<torch::Tensor> bias;
   int64_t group;
 
   torch::Tensor operator()(const torch::Tensor& x) const {
     if (kind == 0) return gemv_f32(x, w, bias);
+    if (kind == 3) return gemv_bf16(x, w, bias);
     if (kind == 1) return gemv_q8(x, w, scale, bias);
     return gemv_q4(x, w, scale, group, bias);
   }
@@ -370,9 +415,9 @@ class DecodePlan {
 
   static PlanLinear linear(const std::string& kind, torch::Tensor w, c10::optional<torch::Tensor> scale,
                            c10::optional<torch::Tensor> bias, int64_t group) {
-    const int code = kind == "f32" ? 0 : kind == "q8" ? 1 : kind == "q4" ? 2 : -1;
-    TORCH_CHECK(code >= 0, "linear kind must be 'f32', 'q8' or 'q4', got '", kind, "'");
-    TORCH_CHECK(code == 0 || scale.has_value(), "a quantized linear needs its scales");
+    const int code = kind == "f32" ? 0 : kind == "q8" ? 1 : kind == "q4" ? 2 : kind == "bf16" ? 3 : -1;
+    TORCH_CHECK(code >= 0, "linear kind must be 'f32', 'bf16', 'q8' or 'q4', got '", kind, "'");
+    TORCH_CHECK(code == 0 || code == 3 || scale.has_value(), "a quantized linear needs its scales");
     return PlanLinear{code, w, scale.has_value() ? *scale : torch::Tensor(), bias, group};
   }
 
@@ -435,6 +480,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("x"), py::arg("past"), py::arg("k_cache"), py::arg("v_cache"),
            py::call_guard<py::gil_scoped_release>());
   m.def("gemv_f32", &gemv_f32, "y = w @ x + bias for one float32 row x", py::arg("x"), py::arg("w"), py::arg("bias"));
+  m.def("gemv_bf16", &gemv_bf16, "y = w @ x + bias for one bfloat16 row x (AVX512-BF16 CPUs)",
+        py::arg("x"), py::arg("w"), py::arg("bias"));
   m.def("gemm_f32_rows", &gemm_f32_rows, "y = x @ w.T + bias for a few float32 rows x (rows, in)",
         py::arg("x"), py::arg("w"), py::arg("bias"));
   m.def("gemv_q8", &gemv_q8, "y = (qweight @ x) * row_scale + bias, x quantized to int8 blocks of 32",
