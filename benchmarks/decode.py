@@ -22,7 +22,7 @@ repeat 2, ...; the median per peer is reported, so load from other jobs hits eve
   the tied output layer are int8 as well, like llama.cpp's Q8_0 file.
 * ``llmnotes int4+emb``: 4-bit blocks of 32, symmetric (Q4_0's format), int8 embedding/output.
 * ``hf dynamic``: ``GPT2LMHeadModel.generate(do_sample=False)`` (DynamicCache), same weights.
-* ``llama.cpp F32/Q8_0/Q4_0``: llama-cpp-python on the GGUF files ``export_gguf`` writes from
+* ``llama.cpp F32/BF16/Q8_0/Q4_0``: llama-cpp-python on the GGUF files ``export_gguf`` writes from
   the same model, greedy via its logits (skipped, with a message, when not installed).
 * ``--compile`` adds ``llmnotes compile`` and ``hf static+compile``; ``--peers`` can add
   ``llmnotes speculative`` (early-exit draft: the target's first ``--draft-layers`` blocks).
@@ -64,11 +64,11 @@ PAUSE_S = 0.5  # between timed peers: longer than OpenMP's spin-wait (GOMP_SPINC
 JSON = Path(__file__).parent / "decode_cpu.json"
 DEFAULT_PEERS = ["llmnotes", "llmnotes prepare_for_decode", "llmnotes bf16", "llmnotes int8",
                  "llmnotes int8+emb", "llmnotes int4+emb", "hf dynamic",
-                 "llama.cpp F32", "llama.cpp Q8_0", "llama.cpp Q4_0"]
+                 "llama.cpp F32", "llama.cpp BF16", "llama.cpp Q8_0", "llama.cpp Q4_0"]
 FLOAT_PEERS = {"llmnotes", "llmnotes prepare_for_decode", "hf dynamic", "llama.cpp F32",
                "llmnotes speculative", "llmnotes compile", "hf static+compile"}
 LLAMA_PAIR = {"llmnotes": "llama.cpp F32", "llmnotes prepare_for_decode": "llama.cpp F32",
-              "llmnotes int8": "llama.cpp Q8_0", "llmnotes int8+emb": "llama.cpp Q8_0",
+              "llmnotes bf16": "llama.cpp BF16", "llmnotes int8": "llama.cpp Q8_0", "llmnotes int8+emb": "llama.cpp Q8_0",
               "llmnotes int4+emb": "llama.cpp Q4_0"}
 
 
@@ -117,8 +117,8 @@ def kernel_rows(shapes: list[tuple[int, int]], rounds: int = 5) -> list[str]:
     so from cache where it fits: prepare_for_decode measures from memory for big models)."""
     from llmnotes.quantize import QuantizedLinear
 
-    kernels = native.kernels()
-    heads = ["fp32 row-major", "fp32 column-major", "fp32 native", "bf16", "int8 FBGEMM", "int8 native",
+    kernels, bf16_gemv = native.kernels(), native.bf16_kernel()
+    heads = ["fp32 row-major", "fp32 column-major", "fp32 native", "bf16", "bf16 native", "int8 FBGEMM", "int8 native",
              "int8 `_weight_int8pack_mm`", "int4 (bf16 act.)", "int4 native"]
     lines = ["| weight (out x in) | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for out_f, in_f in shapes:
@@ -130,7 +130,9 @@ def kernel_rows(shapes: list[tuple[int, int]], rounds: int = 5) -> list[str]:
         q4 = QuantizedLinear.from_linear(torch.nn.Linear(in_f, out_f, bias=False), 4, 32, symmetric=True)
         cands = {"row": lambda: F.linear(x, w), "col": lambda: F.linear(x, col),
                  "f32n": (lambda: kernels.gemv_f32(x.view(-1), w, None)) if kernels else None,
-                 "bf16": lambda: F.linear(xb, wb), "int8": lambda: q8._packed("int8")(x),
+                 "bf16": lambda: F.linear(xb, wb),
+                 "bf16n": (lambda: bf16_gemv(xb.view(-1), wb, None)) if bf16_gemv else None,
+                 "int8": lambda: q8._packed("int8")(x),
                  "int8n": (lambda: q8._packed("int8-native")(x)) if kernels else None,
                  "int8pack": lambda: torch.ops.aten._weight_int8pack_mm(x, q8.qweight, s8),
                  "int4": lambda: q4._packed("int4")(x),
@@ -321,7 +323,7 @@ def run_preset(preset: str, args, notes: list[str]) -> tuple[list[str], list[dic
             from llmnotes.pretrained import pretrained_dir
 
             tok = BPETokenizer.from_pretrained(pretrained_dir("tiny"))
-            ggufs = {q: export_gguf(model, tok, Path(tmp) / f"m-{q}.gguf", q) for q in ("F32", "Q8_0", "Q4_0")}
+            ggufs = {q: export_gguf(model, tok, Path(tmp) / f"m-{q}.gguf", q) for q in ("F32", "BF16", "Q8_0", "Q4_0")}
         lines = [f"### `{preset}` preset ({model.num_params():,} parameters, {model.config.n_layer} layers, "
                  f"vocabulary {model.config.vocab_size})", ""]
         if args.kernels:

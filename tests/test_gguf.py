@@ -78,14 +78,14 @@ def test_block_error_bounds_and_q4_layout():
         quantize_q8_0(torch.randn(2, 48))
 
 
-@pytest.mark.parametrize("qtype", ["F32", "F16", "Q8_0", "Q4_0"])
+@pytest.mark.parametrize("qtype", ["F32", "F16", "BF16", "Q8_0", "Q4_0"])
 def test_export_reads_back_with_gguf_reader(tmp_path, model, tok, qtype):
     path = export_gguf(model, tok, tmp_path / f"m-{qtype}.gguf", qtype)
     r = GGUFReader(path)
     assert _field(r, "GGUF.version") == 3
     assert _field(r, "general.architecture") == "gpt2"
     assert _field(r, "general.alignment") == 32
-    assert _field(r, "general.file_type") == {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2}[qtype]
+    assert _field(r, "general.file_type") == {"F32": 0, "F16": 1, "BF16": 32, "Q8_0": 7, "Q4_0": 2}[qtype]
     c = model.config
     assert _field(r, "gpt2.context_length") == c.block_size
     assert _field(r, "gpt2.embedding_length") == c.n_embd
@@ -130,6 +130,8 @@ def test_export_reads_back_with_gguf_reader(tmp_path, model, tok, qtype):
             np.testing.assert_array_equal(values, w.numpy())
         elif want == "F16":
             np.testing.assert_array_equal(values, w.numpy().astype(np.float16).astype(np.float32))
+        elif want == "BF16":  # gguf's own decoding equals PyTorch's rounding to bfloat16
+            np.testing.assert_array_equal(values, w.bfloat16().float().numpy())
         else:
             ours = (dequantize_q8_0 if want == "Q8_0" else dequantize_q4_0)(np.asarray(t.data))
             np.testing.assert_array_equal(values.reshape(-1), ours)  # llmnotes' dequantization == gguf's
@@ -162,7 +164,7 @@ def test_quantized_model_exports_its_dequantized_weights(tmp_path, model, tok):
 
 
 def test_bad_arguments(tmp_path, model, tok):
-    with pytest.raises(ValueError, match="qtype must be one of F32, F16, Q8_0, Q4_0, got 'Q5_K'"):
+    with pytest.raises(ValueError, match="qtype must be one of F32, F16, BF16, Q8_0, Q4_0, got 'Q5_K'"):
         export_gguf(model, tok, tmp_path / "x.gguf", "Q5_K")
     with pytest.raises(TypeError, match="tokenizer must be a BPETokenizer"):
         export_gguf(model, None, tmp_path / "x.gguf", "F16")

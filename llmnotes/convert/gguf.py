@@ -11,6 +11,9 @@ A GGUF (version 3) file is, in order (all little-endian):
    ggml type, ``uint64`` offset of its data from the start of the data section;
 4. padding to ``general.alignment`` (32), then every tensor's data, each padded to 32.
 
+``BF16`` (ggml type 30, file type 32) stores each value's top 16 bits after rounding to
+nearest even: float32's exponent with 7 mantissa bits.
+
 Quantized types store blocks of 32 consecutive values of a row (ggml's ``QK8_0 = QK4_0 = 32``):
 
 * ``Q8_0`` (34 bytes a block): fp16 scale ``d = max|x| / 127``, then 32 int8 ``round(x / d)``.
@@ -46,9 +49,9 @@ ALIGNMENT = 32
 QK = 32  # values per Q8_0 / Q4_0 block
 
 # ggml tensor types (ggml.h) and the general.file_type each export writes (llama.h's ftype)
-QTYPES = ("F32", "F16", "Q8_0", "Q4_0")
-GGML_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 8}
-FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7}
+QTYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
+GGML_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 8, "BF16": 30}
+FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "BF16": 32}
 BLOCK_BYTES = {"Q8_0": 2 + QK, "Q4_0": 2 + QK // 2}
 
 # GGUF metadata value types
@@ -206,7 +209,7 @@ def tensor_type(gguf_name: str, shape: tuple, qtype: str) -> str:
     if len(shape) == 1 or gguf_name.endswith("_norm.weight") or not gguf_name.endswith(".weight") \
             or gguf_name.startswith("position_embd"):
         return "F32"
-    if qtype in ("F32", "F16"):
+    if qtype in ("F32", "F16", "BF16"):
         return qtype
     return qtype if shape[-1] % QK == 0 else "F16"
 
@@ -216,6 +219,8 @@ def _encode(t: torch.Tensor, kind: str) -> np.ndarray:
         return t.numpy().astype(np.float32)
     if kind == "F16":
         return t.numpy().astype(np.float16)
+    if kind == "BF16":  # numpy has no bfloat16: the raw 16 bits, rounded to nearest even by PyTorch
+        return t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     return quantize_q8_0(t) if kind == "Q8_0" else quantize_q4_0(t)
 
 
@@ -265,7 +270,8 @@ def export_gguf(model, tokenizer, path, qtype: str = "F16") -> Path:
     """Write ``model`` (an llmnotes GPT) and its ``BPETokenizer`` to ``path`` as GGUF v3.
 
     Args:
-        qtype: ``"F32"``, ``"F16"``, ``"Q8_0"`` or ``"Q4_0"`` for the matrices (see module doc).
+        qtype: ``"F32"``, ``"F16"``, ``"BF16"``, ``"Q8_0"`` or ``"Q4_0"`` for the matrices (see
+            module doc).
 
     Returns:
         The path written. Run it with ``llama-cli -m path -p "Once upon a time"``.
