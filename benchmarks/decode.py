@@ -287,13 +287,18 @@ def table(result: dict) -> list[str]:
         if result.get(key):
             lines += ["", f"`prepare_for_decode` ({title}, {result['threads']} thread(s)): path chosen per "
                       "weight shape, from median ms of one matrix-vector product per candidate, measured at "
-                      "prepare time (another path must beat plain by 5%):", "",
-                      "| weight (out, in) | layers | chosen | " + " | ".join(fast_linear.PATHS) + " |",
-                      "|---|---:|---|" + "---:|" * len(fast_linear.PATHS)]
+                      "prepare time (another path must beat plain by 5%); last column: the product for "
+                      f"prompts and small batches on llmnotes' layers, from {fast_linear.ROWS_PROBE} rows, "
+                      "`F.linear` (torch) vs `gemm_f32_rows` (native), median ms:", "",
+                      "| weight (out, in) | layers | chosen | " + " | ".join(fast_linear.PATHS) + " | prompt rows |",
+                      "|---|---:|---|" + "---:|" * len(fast_linear.PATHS) + "---|"]
             for p in result[key]:
                 ms = " | ".join(f"{p['ms'][k]:.3f}" if k in p["ms"] else "n/a" for k in fast_linear.PATHS)
                 chosen = p["path"] + (f" (fused step; {p['fastest_alone']} alone)" if "fastest_alone" in p else "")
-                lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['layers']} | {chosen} | {ms} |")
+                rows = p.get("rows")
+                prompt = (f"{rows[0]} ({', '.join(f'{k} {v:.2f}' for k, v in rows[1].items())})"
+                          if rows and rows[1] else (rows[0] if rows else "n/a"))
+                lines.append(f"| {p['shape'][0]} x {p['shape'][1]} | {p['layers']} | {chosen} | {ms} | {prompt} |")
     for name, plan in result.get("plan_quantized", {}).items():
         names = sorted({k for p in plan for k in p["ms"]}, key=lambda k: (k != "readable", k))
         lines += ["", f"`{name}` after `prepare_for_decode` ({result['threads']} thread(s)): kernel chosen per "

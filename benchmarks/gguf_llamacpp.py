@@ -4,7 +4,7 @@
 
 llama.cpp (through ``llama-cpp-python``) lives in its own virtual environment: it is a 15-minute
 build on two cores and is not a dependency of llmnotes. This script (run with llmnotes' Python)
-exports the shipped tiny model as F32, F16, Q8_0 and Q4_0, runs a small checker in the llama.cpp
+exports the shipped tiny model as F32, F16, BF16, Q8_0 and Q4_0, runs a small checker in the llama.cpp
 environment that tokenizes test strings and evaluates a prompt with ``logits_all=True``, and
 compares, per file:
 
@@ -72,6 +72,10 @@ def model_from_gguf(path: Path, like: GPT) -> GPT:
             values = dequantize_q8_0(data)
         elif kind == "Q4_0":
             values = dequantize_q4_0(data)
+        elif kind == "BF16":  # the gguf package's own decoding of the 16-bit words
+            from gguf.quants import dequantize
+
+            values = dequantize(data, t.tensor_type)
         else:
             values = data.astype(np.float32)
         state[name] = torch.from_numpy(values.reshape(tuple(ref.shape)).copy())
@@ -88,7 +92,7 @@ def main() -> None:
     model, tok = load_pretrained(args.model)
     prompt = tok.encode(load_corpus("val")[:2000], allowed_special="all")[:128]
     tmp = Path(tempfile.mkdtemp())
-    files = {q: export_gguf(model, tok, tmp / f"tiny-{q}.gguf", q) for q in ("F32", "F16", "Q8_0", "Q4_0")}
+    files = {q: export_gguf(model, tok, tmp / f"tiny-{q}.gguf", q) for q in ("F32", "F16", "BF16", "Q8_0", "Q4_0")}
     spec = {"files": [str(p) for p in files.values()], "strings": TEST_STRINGS, "prompt": prompt,
             "n_ctx": model.config.block_size}
     (tmp / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
