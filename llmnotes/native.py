@@ -67,7 +67,7 @@ def bf16_kernel():
     from llmnotes.qkernels import cpu_flags
 
     k = kernels()
-    return k.gemv_bf16 if k is not None and "avx512_bf16" in cpu_flags() else None
+    return k.gemv_bf16 if k is not None and "avx512_bf16" in cpu_flags() and k.has_bf16() else None
 
 
 def _why_not() -> str | None:

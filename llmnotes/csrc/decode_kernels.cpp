@@ -98,6 +98,8 @@ torch::Tensor gemv_f32(const torch::Tensor& x, const torch::Tensor& w, const c10
 // multiplies 32 bf16 pairs and adds each two neighbouring products into one of 16 float lanes:
 // one instruction per 64 bytes of weights. The sum is float32, rounded to bf16 once at the end
 // (as PyTorch's bf16 F.linear does).
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 10)  // compilers that know AVX512-BF16
+#define LLMNOTES_HAS_BF16 1
 __attribute__((target("avx512bf16,avx512f,avx512bw"))) inline float dot_bf16(const uint16_t* w, const uint16_t* x, int64_t K) {
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   int64_t k = 0;
@@ -112,8 +114,19 @@ __attribute__((target("avx512bf16,avx512f,avx512bw"))) inline float dot_bf16(con
   return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+#endif
+
+// True where gemv_bf16 can run: compiled with AVX512-BF16 support and a CPU that has it.
+bool has_bf16() {
+#ifdef LLMNOTES_HAS_BF16
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
-  TORCH_CHECK(__builtin_cpu_supports("avx512bf16"), "gemv_bf16 needs a CPU with AVX512-BF16");
+  TORCH_CHECK(has_bf16(), "gemv_bf16 needs a CPU with AVX512-BF16 and a compiler that knows it");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kBFloat16 && w.is_contiguous(),
               "w must be a contiguous (out, in) bfloat16 matrix");
   const int64_t N = w.size(0), K = w.size(1);
@@ -131,7 +144,9 @@ torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w, const c1
     for (int64_t n = begin; n < end; ++n) {
       _mm_prefetch((const char*)(W + n * K) + kPrefetchBytes, _MM_HINT_T0);
       // the bias is added in float32 before the one rounding, as oneDNN's bf16 addmm does
+#ifdef LLMNOTES_HAS_BF16
       Y[n] = at::BFloat16(dot_bf16(W + n * K, X, K) + (B ? static_cast<float>(B[n]) : 0.f));
+#endif
     }
   });
   return y;
@@ -480,6 +495,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("x"), py::arg("past"), py::arg("k_cache"), py::arg("v_cache"),
            py::call_guard<py::gil_scoped_release>());
   m.def("gemv_f32", &gemv_f32, "y = w @ x + bias for one float32 row x", py::arg("x"), py::arg("w"), py::arg("bias"));
+  m.def("has_bf16", &has_bf16, "whether gemv_bf16 runs here (compiler and CPU support AVX512-BF16)");
   m.def("gemv_bf16", &gemv_bf16, "y = w @ x + bias for one bfloat16 row x (AVX512-BF16 CPUs)",
         py::arg("x"), py::arg("w"), py::arg("bias"));
   m.def("gemm_f32_rows", &gemm_f32_rows, "y = x @ w.T + bias for a few float32 rows x (rows, in)",

@@ -91,8 +91,8 @@ class MasterWeights:
         then use the faster. Models whose attention is already explicit are left alone.
         Returns and stores ``(attention_impl, attention_reason)``."""
         layers = _attention_layers(self.model)
-        self._own_impl = {attn: attn.impl for attn in layers}
-        if not layers or any(attn.impl != "sdpa" for attn in layers):
+        self._own_impl = self._own_impl or {attn: attn.impl for attn in layers}  # the model's, kept once
+        if not layers or any(self._own_impl[attn] != "sdpa" for attn in layers):
             self.attention_impl, self.attention_reason = None, "no fused-attention layers to choose for"
             return self.attention_impl, self.attention_reason
         ms = attention_step_ms(layers[0], x.shape[0], x.shape[-1], rounds)
