@@ -453,6 +453,7 @@ class DecodePlan {
                      const std::vector<torch::Tensor>& v_cache) const {
     const int64_t C = x.size(-1), H = n_head_, D = head_dim_;
     TORCH_CHECK(k_cache.size() == layers_.size() && v_cache.size() == layers_.size(), "one cache tensor per layer");
+    const at::AutoDispatchBelowADInplaceOrView no_autograd;  // decoding records no graph: skip autograd's dispatch
     for (size_t l = 0; l < layers_.size(); ++l) {
       const PlanLayer& L = layers_[l];
       const torch::Tensor h = at::layer_norm(x, {C}, L.ln1_w, L.ln1_b, eps_);
