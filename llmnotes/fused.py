@@ -11,9 +11,10 @@ With the same kernels underneath, its hidden states equal the Python path's bit 
 (``tests/test_fused.py``).
 
 It applies only where every piece is one it knows: learned positions, LayerNorm, the GELU MLP,
-as many key/value heads as query heads, no QK-norm, and every linear layer either a float32
-``nn.Linear`` with a row-major weight or a ``QuantizedLinear`` in a format the native kernels
-read. :func:`fusable` says why not otherwise. ``GPT.forward`` takes the fused step for the
+as many key/value heads as query heads, no QK-norm, one dtype throughout, and every linear
+layer either an ``nn.Linear`` with a row-major float32 weight (bfloat16 on CPUs with
+AVX512-BF16) or a ``QuantizedLinear`` in a format the native kernels read. :func:`fusable` says
+why not otherwise. Its operators run below autograd's dispatch (decoding records no graph). ``GPT.forward`` takes the fused step for the
 plain decode case (one sequence, one new token, a growing cache, no attention mask, no
 gradient, eval mode) and the Python path for everything else. A plan notices when the tensors
 it reads are written in place or moved (``load_state_dict``, an optimizer step, ``.to()``) and
@@ -21,7 +22,8 @@ steps aside; after replacing whole layers, call ``prepare_for_decode`` again.
 
 :func:`llmnotes.fast_linear.prepare_for_decode` calls :func:`fuse_for_decode` with
 ``measure=True``: it keeps the fused step only if a few decode steps measure faster than the
-Python path on this machine.
+Python path on this machine, or, where a shape's fastest layout alone is one the fused step
+cannot read, if whole decode steps measure faster fused than with those layouts in Python.
 """
 
 from __future__ import annotations
