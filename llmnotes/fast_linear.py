@@ -265,10 +265,7 @@ def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, di
         return cached
     out_features, in_features = weight.shape
     x = torch.randn(1, in_features, dtype=weight.dtype)
-    # Enough copies that one pass over them overflows the cache: each product reads from memory.
-    weight_bytes = weight.numel() * weight.element_size()
-    copies = max(1, math.ceil(2 * cache_bytes() / weight_bytes)) if from_memory else 1
-    rows = [weight.detach().contiguous().clone() for _ in range(copies)]
+    rows = _weight_copies(weight, from_memory)
     cols = [r.t().contiguous().t() for r in rows]
     shards = torch.get_num_threads()
     candidates = {"plain": lambda: [F.linear(x, w) for w in rows],
@@ -283,7 +280,20 @@ def choose_path(weight: torch.Tensor, from_memory: bool = True) -> tuple[str, di
     if kernel is not None:
         candidates["native"] = lambda: [kernel(x.view(-1), w, None) for w in rows]
     with torch.no_grad():
-        return pick_fastest(key, candidates, baseline="plain", per_call=copies)
+        return pick_fastest(key, candidates, baseline="plain", per_call=len(rows))
+
+
+def copies_to_read_from_memory(nbytes: int, from_memory: bool) -> int:
+    """How many copies of an ``nbytes`` operand one timed pass should run over: enough that
+    the pass overflows the last-level cache twice, so each product reads from memory as
+    decoding a large model does (``from_memory``); 1 to time it in cache."""
+    return max(1, math.ceil(2 * cache_bytes() / nbytes)) if from_memory else 1
+
+
+def _weight_copies(weight: torch.Tensor, from_memory: bool) -> list[torch.Tensor]:
+    """Row-major copies of ``weight`` to time a product on (see :func:`copies_to_read_from_memory`)."""
+    count = copies_to_read_from_memory(weight.numel() * weight.element_size(), from_memory)
+    return [weight.detach().contiguous().clone() for _ in range(count)]
 
 
 ROWS_PROBE = 16  # rows the few-row product is timed with (a short prompt)
@@ -293,19 +303,21 @@ def choose_rows_kernel(weight: torch.Tensor, from_memory: bool = True) -> tuple[
     """Measure ``F.linear`` against llmnotes' ``gemm_f32_rows`` for ``ROWS_PROBE`` input rows
     of ``weight``'s shape (a prompt through a :class:`NativeLinear`), from memory like
     :func:`choose_path`; return ``("torch" | "native", medians_ms)``."""
-    key = ("decode-rows", tuple(weight.shape), weight.dtype, from_memory)
+    key = _rows_key(weight, from_memory)
     cached = cached_choice(key)
     kernels = native.kernels() if weight.dtype == torch.float32 else None
     if cached is not None or kernels is None:
         return cached or ("torch", {})
     x = torch.randn(ROWS_PROBE, weight.shape[1], dtype=weight.dtype)
-    weight_bytes = weight.numel() * weight.element_size()
-    copies = max(1, math.ceil(2 * cache_bytes() / weight_bytes)) if from_memory else 1
-    rows = [weight.detach().contiguous().clone() for _ in range(copies)]
+    rows = _weight_copies(weight, from_memory)
     candidates = {"torch": lambda: [F.linear(x, w) for w in rows],
                   "native": lambda: [kernels.gemm_f32_rows(x, w, None) for w in rows]}
     with torch.no_grad():
-        return pick_fastest(key, candidates, baseline="torch", per_call=copies)
+        return pick_fastest(key, candidates, baseline="torch", per_call=len(rows))
+
+
+def _rows_key(weight: torch.Tensor, from_memory: bool) -> tuple:
+    return ("decode-rows", tuple(weight.shape), weight.dtype, from_memory)
 
 
 def reads_from_memory(model: nn.Module) -> bool:
@@ -364,7 +376,7 @@ def decode_plan(model: nn.Module) -> list[dict]:
             entry["fastest_alone"] = choice[2]
         if type(module) is NativeLinear:
             entry["rows"] = ("native" if module.rows_kernel else "torch",
-                             (cached_choice(("decode-rows", shape, module.weight.dtype, from_memory)) or (None, {}))[1])
+                             (cached_choice(_rows_key(module.weight, from_memory)) or (None, {}))[1])
         entry["layers"] += 1
     return list(plan.values())
 
@@ -416,7 +428,9 @@ def _fuse_whole_model(model: nn.Module, rounds: int = 2) -> None:
     def all_native() -> bool:
         for m in layers:
             _apply_path(m, "native")
-        return fused.is_fused(model) or fused.fuse_for_decode(model, measure=False) == "fused decode step on"
+        if not fused.is_fused(model):
+            fused.fuse_for_decode(model, measure=False)
+        return fused.is_fused(model)
 
     if not all_native():  # something besides these layers' layout keeps it out: say that
         reason = fused.fusable(model)

@@ -135,9 +135,12 @@ def step(model: nn.Module, x: torch.Tensor, cache) -> torch.Tensor | None:
 # ---------------------------------------------------------------------------------------------
 
 
+BLOCK_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # DecodePlan.add_layer's order
+
+
 def _linears(model):
     for i, block in enumerate(model.transformer.h):
-        for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+        for name in BLOCK_LINEARS:
             yield f"transformer.h.{i}.{name}", block.get_submodule(name)
 
 
@@ -174,8 +177,7 @@ def _build(model):
     plan = native.kernels().DecodePlan(c.n_head, c.head_dim, float(ln_f.eps), *_weight_bias(ln_f))
     for block in model.transformer.h:
         plan.add_layer(*_weight_bias(block.ln_1), *_weight_bias(block.ln_2),
-                       _describe(block.attn.c_attn), _describe(block.attn.c_proj),
-                       _describe(block.mlp.c_fc), _describe(block.mlp.c_proj))
+                       *(_describe(block.get_submodule(name)) for name in BLOCK_LINEARS))
     return plan
 
 

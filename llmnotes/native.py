@@ -61,9 +61,11 @@ def kernels():
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def bf16_kernel():
     """``gemv_bf16`` (bfloat16 weights and activations, one row) where the kernels build and the
-    CPU has AVX512-BF16 (which AVX-512 with VNNI does not imply), else None."""
+    CPU has AVX512-BF16 (which AVX-512 with VNNI does not imply), else None. Decided once: every
+    bfloat16 decode product asks."""
     from llmnotes.qkernels import cpu_flags
 
     k = kernels()

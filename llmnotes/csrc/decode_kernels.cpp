@@ -38,10 +38,18 @@ constexpr int64_t kPrefetchBytes = 128 << 10;
 
 int64_t grain_rows(int64_t row_bytes) { return std::max<int64_t>(1, kMinBytes / std::max<int64_t>(1, row_bytes)); }
 
-void check_vector(const torch::Tensor& x, int64_t in_features) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
-              "x must be a contiguous float32 CPU tensor");
+// dtype_name: how messages spell `dtype` ("float32", "bfloat16", "int8").
+void check_vector(const torch::Tensor& x, int64_t in_features, torch::ScalarType dtype = torch::kFloat32,
+                  const char* dtype_name = "float32") {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == dtype && x.is_contiguous(),
+              "x must be a contiguous ", dtype_name, " CPU tensor");
   TORCH_CHECK(x.numel() == in_features, "x must hold one row of ", in_features, " values, got ", x.numel());
+}
+
+void check_matrix(const torch::Tensor& w, const char* name, torch::ScalarType dtype = torch::kFloat32,
+                  const char* dtype_name = "float32") {
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == dtype && w.is_contiguous(),
+              name, " must be a contiguous (out, in) ", dtype_name, " matrix");
 }
 
 // The data of a float32 operand (scales, bias) after checking it holds `count` values in a row.
@@ -77,8 +85,7 @@ inline float dot_f32(const float* w, const float* x, int64_t K) {
 }
 
 torch::Tensor gemv_f32(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
-  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat32 && w.is_contiguous(),
-              "w must be a contiguous (out, in) float32 matrix");
+  check_matrix(w, "w");
   const int64_t N = w.size(0), K = w.size(1);
   check_vector(x, K);
   auto y = torch::empty({N}, x.options());
@@ -127,12 +134,9 @@ bool has_bf16() {
 
 torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(has_bf16(), "gemv_bf16 needs a CPU with AVX512-BF16 and a compiler that knows it");
-  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kBFloat16 && w.is_contiguous(),
-              "w must be a contiguous (out, in) bfloat16 matrix");
+  check_matrix(w, "w", torch::kBFloat16, "bfloat16");
   const int64_t N = w.size(0), K = w.size(1);
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kBFloat16 && x.is_contiguous(),
-              "x must be a contiguous bfloat16 CPU tensor");
-  TORCH_CHECK(x.numel() == K, "x must hold one row of ", K, " values, got ", x.numel());
+  check_vector(x, K, torch::kBFloat16, "bfloat16");
   if (bias.has_value())
     TORCH_CHECK(bias->scalar_type() == torch::kBFloat16 && bias->is_contiguous() && bias->numel() == N,
                 "bias must be a contiguous bfloat16 tensor of ", N, " values");
@@ -197,8 +201,7 @@ inline void rows_f32(const float* X, int64_t M, int64_t K, const float* W, float
 }
 
 torch::Tensor gemm_f32_rows(const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
-  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat32 && w.is_contiguous(),
-              "w must be a contiguous (out, in) float32 matrix");
+  check_matrix(w, "w");
   TORCH_CHECK(x.dim() == 2 && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
               "x must be a contiguous (rows, in) float32 CPU matrix");
   const int64_t N = w.size(0), K = w.size(1), M = x.size(0);
@@ -289,8 +292,7 @@ inline __m512i load_mag(const QuantizedVector& q, int64_t c) { return _mm512_loa
 
 torch::Tensor gemv_q8(const torch::Tensor& x, const torch::Tensor& qweight, const torch::Tensor& row_scale,
                       const c10::optional<torch::Tensor>& bias) {
-  TORCH_CHECK(qweight.dim() == 2 && qweight.scalar_type() == torch::kInt8 && qweight.is_contiguous(),
-              "qweight must be a contiguous (out, in) int8 matrix");
+  check_matrix(qweight, "qweight", torch::kInt8, "int8");
   const int64_t N = qweight.size(0), K = qweight.size(1);
   const float *S = float_values(row_scale, N, "row_scale"), *B = bias_ptr(bias, N);
   check_vector(x, K);

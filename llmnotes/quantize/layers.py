@@ -311,12 +311,11 @@ class QuantizedLinear(QuantizedLinearBase):
             return None
         if self.kernel == "native" and names[-1].endswith("-native"):
             return self._packed(names[-1])
-        from llmnotes.fast_linear import cache_bytes, pick_fastest
+        from llmnotes.fast_linear import copies_to_read_from_memory, pick_fastest
 
-        layers = [self]
-        if from_memory:
-            layer_bytes = sum(t.numel() * t.element_size() for t in self._tensors() if t is not None)
-            layers += [copy.deepcopy(self) for _ in range(math.ceil(2 * cache_bytes() / layer_bytes) - 1)]
+        layer_bytes = sum(t.numel() * t.element_size() for t in self._tensors() if t is not None)
+        copies = copies_to_read_from_memory(layer_bytes, from_memory)
+        layers = [self] + [copy.deepcopy(self) for _ in range(copies - 1)]
         x1 = torch.randn(1, self.in_features, dtype=dtype)
         candidates = {} if self.kernel != "auto" else {"readable": lambda: [q.forward_readable(x1) for q in layers]}
         for name in names:

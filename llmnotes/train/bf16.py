@@ -57,7 +57,7 @@ class MasterWeights:
         self.masters = [nn.Parameter(p.detach().float().clone(), requires_grad=p.requires_grad)
                         for p in self.model_params]
         self.attention_impl: str | None = None  # set by choose_attention(); None keeps the model's
-        self._own_impl: dict[nn.Module, str] = {}
+        self._own_impl = {attn: attn.impl for attn in _attention_layers(model)}  # what to_float restores
         self.attention_reason = "not measured (choose_attention was not called)"
 
     def named_masters(self) -> list[tuple[str, nn.Parameter]]:
@@ -72,9 +72,7 @@ class MasterWeights:
         for p, m in zip(self.model_params, self.masters):
             p.data = m.detach().to(torch.bfloat16)
         self._cast_buffers(torch.bfloat16)
-        if self.attention_impl is not None:
-            for attn in _attention_layers(self.model):
-                attn.impl = self.attention_impl
+        self._apply_attention()
 
     @torch.no_grad()
     def to_float(self) -> None:
@@ -82,20 +80,19 @@ class MasterWeights:
         for p, m in zip(self.model_params, self.masters):
             p.data = m.detach().clone()
         self._cast_buffers(torch.float32)
-        for attn in _attention_layers(self.model):
-            attn.impl = self._own_impl.get(attn, attn.impl)
+        for attn, impl in self._own_impl.items():
+            attn.impl = impl
 
     def choose_attention(self, x: torch.Tensor, rounds: int = 5) -> tuple[str | None, str]:
         """Time one attention layer's forward+backward in bf16, fused (``"sdpa"``) against
         explicit (``"manual"``), at the shape ``x`` (a batch of token ids) gives; the bf16 steps
         then use the faster. Models whose attention is already explicit are left alone.
         Returns and stores ``(attention_impl, attention_reason)``."""
-        layers = _attention_layers(self.model)
-        self._own_impl = self._own_impl or {attn: attn.impl for attn in layers}  # the model's, kept once
-        if not layers or any(self._own_impl[attn] != "sdpa" for attn in layers):
+        own = self._own_impl
+        if not own or any(impl != "sdpa" for impl in own.values()):
             self.attention_impl, self.attention_reason = None, "no fused-attention layers to choose for"
             return self.attention_impl, self.attention_reason
-        ms = attention_step_ms(layers[0], x.shape[0], x.shape[-1], rounds)
+        ms = attention_step_ms(next(iter(own)), x.shape[0], x.shape[-1], rounds)
         self.use_attention(min(ms, key=ms.get), f"one layer's bf16 forward+backward: fused "
                            f"{ms['sdpa']:.2f} ms, explicit {ms['manual']:.2f} ms")
         return self.attention_impl, self.attention_reason
@@ -105,12 +102,15 @@ class MasterWeights:
         it continues exactly as the uninterrupted run would have)."""
         if impl not in (None, "sdpa", "manual"):
             raise ValueError(f"attention kernel must be 'sdpa', 'manual' or None, got {impl!r}")
-        layers = _attention_layers(self.model)
-        self._own_impl = self._own_impl or {attn: attn.impl for attn in layers}
         self.attention_impl, self.attention_reason = impl, reason
-        if impl is not None and self.model_params[0].dtype == torch.bfloat16:
-            for attn in layers:
-                attn.impl = impl
+        if self.model_params[0].dtype == torch.bfloat16:
+            self._apply_attention()
+
+    def _apply_attention(self) -> None:
+        """Give the model's attention layers the bf16 steps' kernel, if one was chosen."""
+        if self.attention_impl is not None:
+            for attn in self._own_impl:
+                attn.impl = self.attention_impl
 
     def _cast_buffers(self, dtype: torch.dtype) -> None:
         for b in self.model.buffers():
@@ -157,12 +157,10 @@ def _attention_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def attention_step_ms(attn: nn.Module, batch: int, seq: int, rounds: int = 5) -> dict[str, float]:
-    """Best-of-``rounds`` milliseconds of one causal attention core (queries, keys and values in,
-    heads out, and the backward pass) in bf16 for ``attn``'s head layout, per implementation
-    (interleaved). Only the core differs between the two; the projections around it do not."""
-    import copy as _copy
-
-    layer = _copy.deepcopy(attn).to(torch.bfloat16).train()
+    """Best-of-``rounds`` milliseconds of a bf16 copy of attention layer ``attn``, forward and
+    backward on a (batch, seq, width) input, per implementation (interleaved). The layer's
+    projections are timed too; only the core between them differs between the two."""
+    layer = copy.deepcopy(attn).to(torch.bfloat16).train()
     layer.dropout = 0.0  # timing only: no dropout masks
     width = layer.c_attn.in_features
     gen = torch.Generator().manual_seed(0)  # the run's own random stream stays untouched
